@@ -1,0 +1,276 @@
+//! Building and running one service: the same code path for its own binary,
+//! a launcher, and the tests (which bind port 0).
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Request, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::outbound::Outbound;
+use crate::workers::Workers;
+use crate::{Error, MODE, ServiceSpec, Settings, correlation, db, metrics, telemetry};
+
+/// What a service crate hands to `common` to be built and run.
+pub struct ServiceDef {
+    pub spec: &'static ServiceSpec,
+    pub migrator: &'static Migrator,
+    /// The service's own routes, with their state applied.
+    pub routes: fn(Ctx) -> Router,
+}
+
+/// What every handler of a service can reach.
+#[derive(Clone)]
+pub struct Ctx {
+    pub spec: &'static ServiceSpec,
+    pub settings: Arc<Settings>,
+    pub db: PgPool,
+    pub workers: Workers,
+    pub outbound: Arc<Outbound>,
+    /// Cancelled when the service starts shutting down; background tasks watch it.
+    pub shutdown: CancellationToken,
+}
+
+impl Ctx {
+    pub fn name(&self) -> &'static str {
+        self.spec.name
+    }
+}
+
+/// A built service, listening but not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    ctx: Ctx,
+    port: u16,
+}
+
+impl Application {
+    /// Binds `BIND_HOST` and `PORT` (default: the contract's port for this mode).
+    pub async fn build(def: &ServiceDef, settings: Settings) -> anyhow::Result<Self> {
+        let port = settings.port.unwrap_or(def.spec.port(MODE));
+        let listener = TcpListener::bind((settings.host, port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{port}", settings.host))?;
+        Self::with_listener(def, settings, listener).await
+    }
+
+    /// Builds the service on a listener the caller bound (tests bind port 0).
+    pub async fn with_listener(
+        def: &ServiceDef,
+        settings: Settings,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        metrics::install();
+        let name = def.spec.name;
+        db::ensure_database(&settings.database_url).await?;
+        let db = db::pool(&settings, &def.spec.schema())?;
+        db::migrate(&db, &def.spec.schema(), def.migrator).await?;
+        let settings = Arc::new(settings);
+        let outbound = {
+            let settings = Arc::clone(&settings);
+            tokio::task::spawn_blocking(move || Outbound::new(name, &settings)).await??
+        };
+        let ctx = Ctx {
+            spec: def.spec,
+            workers: Workers::new(name, settings.sync_workers),
+            settings,
+            db,
+            outbound: Arc::new(outbound),
+            shutdown: CancellationToken::new(),
+        };
+        let router = with_common_parts((def.routes)(ctx.clone()), &ctx);
+        let port = listener.local_addr()?.port();
+        Ok(Application {
+            listener,
+            router,
+            ctx,
+            port,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let token = self.ctx.shutdown.clone();
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                token.cancel();
+            })
+            .await?;
+        self.ctx.shutdown.cancel();
+        self.ctx.db.close().await;
+        Ok(())
+    }
+}
+
+/// The whole `main` of a service binary.
+pub async fn serve_main(def: &ServiceDef) -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("{}: {e}", def.spec.binary());
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log_format);
+    let app = match Application::build(def, settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(
+                service = def.spec.name,
+                error = format!("{e:#}"),
+                "cannot start"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(service = def.spec.name, mode = %MODE, port = app.port(), "listening");
+    match app.run_until(shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!(service = def.spec.name, "stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(
+                service = def.spec.name,
+                error = format!("{e:#}"),
+                "server failed"
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        tokio::signal::ctrl_c().await.ok();
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received, finishing requests in flight");
+}
+
+/// Adds what every service answers (`/health`, `/ready`, `/metrics`, JSON 404
+/// and 405) and the layers every request passes through.
+fn with_common_parts(routes: Router, ctx: &Ctx) -> Router {
+    let name = ctx.spec.name;
+    let ops = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(render_metrics))
+        .with_state(ctx.clone());
+    routes
+        .merge(ops)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(ctx.settings.body_limit))
+        .layer(axum::middleware::from_fn(correlation::scope))
+        .layer(axum::middleware::from_fn_with_state(name, metrics::track_http))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(move |req: &Request<Body>| {
+                    let id = req
+                        .headers()
+                        .get(correlation::HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("request", service = name, method = %req.method(), path = %req.uri().path(), correlation_id = id)
+                }))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CatchPanicLayer::custom(|_| Error::Internal(anyhow::anyhow!("handler panicked")).into_response())),
+        )
+}
+
+async fn health(State(ctx): State<Ctx>) -> Response {
+    axum::Json(json!({ "status": "ok", "service": ctx.name(), "mode": MODE.as_str() }))
+        .into_response()
+}
+
+/// 200 only when the database answers (and, in async mode, the broker).
+async fn ready(State(ctx): State<Ctx>) -> Response {
+    let ping = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(&ctx.db),
+    )
+    .await;
+    let (status, database) = match ping {
+        Ok(Ok(_)) => (StatusCode::OK, "ok"),
+        Ok(Err(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unreachable"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "timed out"),
+    };
+    let body = json!({
+        "status": if status.is_success() { "ready" } else { "not ready" },
+        "service": ctx.name(),
+        "mode": MODE.as_str(),
+        "checks": { "database": database },
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn render_metrics(State(ctx): State<Ctx>) -> Response {
+    let labels = [("service", ctx.name()), ("mode", MODE.as_str())];
+    let open = ctx.db.size();
+    let idle = u32::try_from(ctx.db.num_idle()).unwrap_or(u32::MAX);
+    ::metrics::gauge!("db_pool_connections_open", &labels).set(f64::from(open));
+    ::metrics::gauge!("db_pool_connections_in_use", &labels)
+        .set(f64::from(open.saturating_sub(idle)));
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        metrics::render(ctx.name()),
+    )
+        .into_response()
+}
+
+async fn not_found(uri: Uri) -> Error {
+    Error::NotFound(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed() -> Error {
+    Error::Rejected {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: "method not allowed on this path".into(),
+    }
+}

@@ -1,0 +1,252 @@
+//! Typed settings read from environment variables.
+//!
+//! Every knob has a default that works on a developer's machine (the contract's
+//! ports, the local Postgres, the seed's delays). A bad value is an error that
+//! names the variable, the value and what was expected. Tests build settings
+//! from their own list of the same variables instead of touching the process
+//! environment, so parallel tests never race on it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::services::{MODE, SERVICES};
+
+/// A variable that could not be used, with the reason.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("invalid {var}={value:?}: expected {expected}")]
+pub struct ConfigError {
+    pub var: String,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The simulated costs of the study; the same in both modes so the comparison is fair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delays {
+    pub email: Duration,
+    pub payment: Duration,
+    pub search: Duration,
+    pub cache: Duration,
+    pub analytics: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// `BIND_HOST`: address to listen on.
+    pub host: IpAddr,
+    /// `PORT`: overrides the contract port of the service (0 picks a free one).
+    pub port: Option<u16>,
+    /// `DATABASE_URL`: created if missing.
+    pub database_url: String,
+    /// `DB_MAX_CONNECTIONS`: pool size per service.
+    pub db_max_connections: u32,
+    /// `DB_ACQUIRE_TIMEOUT_MS`: how long a request waits for a pooled connection.
+    pub db_acquire_timeout: Duration,
+    /// `SYNC_WORKERS`: threads per service for blocking work (the seed's 40).
+    pub sync_workers: usize,
+    /// `OUTBOUND_CONNECT_TIMEOUT_MS` and `OUTBOUND_TIMEOUT_MS` for calls to other services.
+    pub outbound_connect_timeout: Duration,
+    pub outbound_timeout: Duration,
+    /// `BODY_LIMIT_BYTES`: larger request bodies get 413.
+    pub body_limit: usize,
+    /// `LOG_FORMAT`: pretty or json.
+    pub log_format: LogFormat,
+    pub delays: Delays,
+    /// `REPORT_SECONDS`: the report's work is calibrated to take this long on one idle core.
+    pub report_seconds: f64,
+    /// `REPORT_ITERATIONS`: a fixed number of SHA-256 rounds instead of calibrating.
+    pub report_iterations: Option<u64>,
+    /// `COMPENSATION_RETRY_MS`: how often the order service retries a release that failed.
+    pub compensation_retry: Duration,
+    /// `<NAME>_SERVICE_URL` for every service.
+    urls: HashMap<&'static str, String>,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads settings from variable/value pairs (the same names as the environment).
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let env = Env(vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect());
+        let millis = |var, default| env.millis(var, default);
+        let mut urls = HashMap::new();
+        for spec in &SERVICES {
+            let default = format!("http://127.0.0.1:{}", spec.port(MODE));
+            let url = env.string(&spec.url_var(), &default);
+            urls.insert(spec.name, url.trim_end_matches('/').to_owned());
+        }
+        Ok(Settings {
+            host: env.parse(
+                "BIND_HOST",
+                "127.0.0.1".parse().expect("literal"),
+                "an IP address",
+            )?,
+            port: env.optional("PORT", "a port number (0-65535)")?,
+            database_url: env.string(
+                "DATABASE_URL",
+                &format!("postgres://postgres@127.0.0.1:5432/lab_{MODE}"),
+            ),
+            db_max_connections: env.positive("DB_MAX_CONNECTIONS", 10)?,
+            db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS", 30_000)?,
+            sync_workers: env.positive("SYNC_WORKERS", 40)?,
+            outbound_connect_timeout: millis("OUTBOUND_CONNECT_TIMEOUT_MS", 1_000)?,
+            outbound_timeout: millis("OUTBOUND_TIMEOUT_MS", 30_000)?,
+            body_limit: env.positive("BODY_LIMIT_BYTES", 64 * 1024)?,
+            log_format: match env.string("LOG_FORMAT", "pretty").as_str() {
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                other => return Err(env.error("LOG_FORMAT", other, "pretty or json")),
+            },
+            delays: Delays {
+                email: millis("EMAIL_DELAY_MS", 500)?,
+                payment: millis("PAYMENT_DELAY_MS", 2_000)?,
+                search: millis("SEARCH_DELAY_MS", 100)?,
+                cache: millis("CACHE_DELAY_MS", 50)?,
+                analytics: millis("ANALYTICS_DELAY_MS", 50)?,
+            },
+            report_seconds: {
+                let s: f64 = env.parse("REPORT_SECONDS", 10.0, "a positive number of seconds")?;
+                if !(s.is_finite() && s > 0.0) {
+                    return Err(env.error(
+                        "REPORT_SECONDS",
+                        &s.to_string(),
+                        "a positive number of seconds",
+                    ));
+                }
+                s
+            },
+            report_iterations: env
+                .optional("REPORT_ITERATIONS", "a whole number of SHA-256 rounds")?,
+            compensation_retry: millis("COMPENSATION_RETRY_MS", 2_000)?,
+            urls,
+        })
+    }
+
+    /// Base URL of another service, e.g. `http://127.0.0.1:8007`.
+    pub fn url(&self, service: &str) -> &str {
+        self.urls
+            .get(service)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("unknown service {service}"))
+    }
+}
+
+struct Env(HashMap<String, String>);
+
+impl Env {
+    fn get(&self, var: &str) -> Option<&str> {
+        self.0.get(var).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn string(&self, var: &str, default: &str) -> String {
+        self.get(var).unwrap_or(default).to_owned()
+    }
+
+    fn error(&self, var: &str, value: &str, expected: &'static str) -> ConfigError {
+        ConfigError {
+            var: var.to_owned(),
+            value: value.to_owned(),
+            expected,
+        }
+    }
+
+    fn parse<T: FromStr>(
+        &self,
+        var: &str,
+        default: T,
+        expected: &'static str,
+    ) -> Result<T, ConfigError> {
+        match self.get(var) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| self.error(var, v, expected)),
+        }
+    }
+
+    fn optional<T: FromStr>(
+        &self,
+        var: &str,
+        expected: &'static str,
+    ) -> Result<Option<T>, ConfigError> {
+        self.get(var)
+            .map(|v| v.parse().map_err(|_| self.error(var, v, expected)))
+            .transpose()
+    }
+
+    fn positive<T: FromStr + PartialOrd + Default>(
+        &self,
+        var: &str,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        let value = self.parse(var, default, "a whole number above zero")?;
+        if value <= T::default() {
+            let raw = self.get(var).unwrap_or_default();
+            return Err(self.error(var, raw, "a whole number above zero"));
+        }
+        Ok(value)
+    }
+
+    fn millis(&self, var: &str, default: u64) -> Result<Duration, ConfigError> {
+        self.parse(var, default, "a whole number of milliseconds")
+            .map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_contract_and_the_seed() {
+        let s = Settings::from_vars(Vec::<(String, String)>::new()).expect("defaults are valid");
+        assert_eq!(s.delays.email, Duration::from_millis(500));
+        assert_eq!(s.delays.payment, Duration::from_secs(2));
+        assert_eq!(s.sync_workers, 40);
+        assert_eq!(s.report_seconds, 10.0);
+        assert_eq!(
+            s.url("email"),
+            format!(
+                "http://127.0.0.1:{}",
+                crate::services::find("email").unwrap().port(MODE)
+            )
+        );
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable() {
+        let err = Settings::from_vars([("EMAIL_DELAY_MS", "soon")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"invalid EMAIL_DELAY_MS="soon": expected a whole number of milliseconds"#
+        );
+        let err = Settings::from_vars([("SYNC_WORKERS", "0")]).unwrap_err();
+        assert_eq!(err.var, "SYNC_WORKERS");
+        let err = Settings::from_vars([("LOG_FORMAT", "xml")]).unwrap_err();
+        assert_eq!(err.var, "LOG_FORMAT");
+    }
+
+    #[test]
+    fn urls_can_point_anywhere() {
+        let s = Settings::from_vars([("EMAIL_SERVICE_URL", "http://email:8007/")]).unwrap();
+        assert_eq!(s.url("email"), "http://email:8007");
+    }
+}

@@ -1,0 +1,92 @@
+//! Postgres access: the database is created if missing, each service gets its
+//! own schema (so sqlx's `_sqlx_migrations` table, too) and runs its own
+//! migrations in it. No service can see another's tables by accident: its
+//! connections' `search_path` is its schema alone.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+
+use crate::Settings;
+
+/// Creates the database named in `url` when it does not exist yet.
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    let options = PgConnectOptions::from_str(url).context("DATABASE_URL is not a Postgres URL")?;
+    let name = options
+        .get_database()
+        .context("DATABASE_URL names no database")?
+        .to_owned();
+    let mut admin = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach Postgres at {url}"))?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
+    if !exists {
+        let created = sqlx::query(&format!(
+            r#"CREATE DATABASE "{}""#,
+            name.replace('"', "\"\"")
+        ))
+        .execute(&mut admin)
+        .await;
+        match created {
+            Ok(_) => tracing::info!(database = %name, "created database"),
+            // Several services starting at once race to create it; one wins.
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot create database {name}")),
+        }
+    }
+    admin.close().await.ok();
+    Ok(())
+}
+
+/// A pool whose connections see only `schema`. Connections are opened lazily
+/// and closed when idle, so an idle service holds none.
+pub fn pool(settings: &Settings, schema: &str) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(&settings.database_url)
+        .context("DATABASE_URL is not a Postgres URL")?
+        .options([("search_path", schema)])
+        .log_statements(tracing::log::LevelFilter::Trace);
+    Ok(PgPoolOptions::new()
+        .max_connections(settings.db_max_connections)
+        .min_connections(0)
+        .acquire_timeout(settings.db_acquire_timeout)
+        .idle_timeout(Some(Duration::from_secs(30)))
+        .connect_lazy_with(options))
+}
+
+/// Creates `schema` if needed and runs the service's migrations inside it.
+pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow::Result<()> {
+    let mut conn = pool.acquire().await.context("cannot connect to Postgres")?;
+    create_schema(&mut conn, schema).await?;
+    migrator
+        .run(&mut *conn)
+        .await
+        .with_context(|| format!("migrations of schema {schema} failed"))?;
+    Ok(())
+}
+
+async fn create_schema(conn: &mut PgConnection, schema: &str) -> anyhow::Result<()> {
+    let sql = format!(
+        r#"CREATE SCHEMA IF NOT EXISTS "{}""#,
+        schema.replace('"', "\"\"")
+    );
+    match sqlx::query(&sql).execute(&mut *conn).await {
+        Ok(_) => Ok(()),
+        // IF NOT EXISTS still races with a concurrent creator of the same schema.
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P06" | "23505")) => {
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot create schema {schema}")),
+    }
+}

@@ -1,0 +1,105 @@
+//! The one error type of every service.
+//!
+//! 4xx answers carry a clear message as JSON (`{"detail": ...}`, the shape the
+//! seed's FastAPI clients already read). 5xx answers are logged with their
+//! whole cause chain and shown to the client without internals.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 422: the request is well formed but its values are not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// 404: the thing asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the request conflicts with the current state (duplicate, no stock).
+    #[error("{0}")]
+    Conflict(String),
+    /// A request the framework refused before our code ran (bad JSON, too large, ...).
+    #[error("{message}")]
+    Rejected { status: StatusCode, message: String },
+    /// 503: a service we depend on is down or too slow; the message is ours, never a cause.
+    #[error("{0}")]
+    Unavailable(String),
+    /// An answer whose body the contract spells out (e.g. the declined saga's 400).
+    #[error("{status}: {body}")]
+    Body { status: StatusCode, body: Value },
+    /// 500: anything else. Logged with its cause chain, opaque to the client.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl Error {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Rejected { status, .. } | Error::Body { status, .. } => *status,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Error::NotFound(format!("{what} not found"))
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        Error::Internal(e.into())
+    }
+}
+
+impl From<garde::Report> for Error {
+    fn from(report: garde::Report) -> Self {
+        let message = report
+            .iter()
+            .map(|(path, e)| {
+                let path = path.to_string();
+                if path.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{path}: {e}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Error::Invalid(message)
+    }
+}
+
+/// Maps a unique-constraint violation to 409 with `message`; anything else stays an error.
+pub fn conflict_on_unique(e: sqlx::Error, message: impl Into<String>) -> Error {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict(message.into()),
+        _ => e.into(),
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match self {
+            Error::Body { body, .. } => body,
+            Error::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed");
+                json!({ "detail": "internal server error" })
+            }
+            Error::Unavailable(message) => {
+                tracing::warn!(%message, "dependency unavailable");
+                json!({ "detail": message })
+            }
+            other => json!({ "detail": other.to_string() }),
+        };
+        (status, Json(body)).into_response()
+    }
+}

@@ -1,0 +1,36 @@
+//! What every service of the lab shares: typed configuration, Postgres access,
+//! Prometheus metrics, tracing, the JSON error type, the bounded pool of sync
+//! workers, and the [`Delivery`] type through which each service's one mode
+//! seam reports what it achieved.
+
+pub mod app;
+pub mod config;
+pub mod correlation;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod outbound;
+pub mod services;
+pub mod telemetry;
+pub mod workers;
+
+pub use app::{Application, Ctx, ServiceDef};
+pub use config::Settings;
+pub use error::{Error, Result};
+pub use extract::{JsonBody, PathParam, QueryParams};
+pub use services::{MODE, Mode, SERVICES, ServiceSpec};
+
+/// What a call through a service's mode seam achieved.
+///
+/// In sync mode the downstream work has finished and its outcome is known when
+/// the seam returns; in async mode the work was durably handed over (an outbox
+/// row committed, or a confirmed publish) and finishes later. Handlers match on
+/// this once instead of being written once per mode.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delivery<T> {
+    /// The downstream work is finished; here is what it produced.
+    Done(T),
+    /// The work is durably queued and will be finished by a consumer.
+    Accepted,
+}

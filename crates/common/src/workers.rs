@@ -1,0 +1,88 @@
+//! The bounded pool of sync worker threads.
+//!
+//! Sync mode's point is that a waiting request holds a thread: the seed's
+//! framework ran each blocking handler on one of 40 threads. Here every
+//! blocking piece of a request (a blocking reqwest call, a simulated delay,
+//! the report's hashing) runs on one of `SYNC_WORKERS` threads of its service,
+//! never on tokio's async workers. When all are busy a request waits for one,
+//! so exhaustion under load is real and shows in `sync_workers_busy` and
+//! `sync_workers_waiting`.
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use metrics::Gauge;
+use tokio::sync::Semaphore;
+
+use crate::{MODE, Result, correlation};
+
+#[derive(Clone)]
+pub struct Workers {
+    permits: Arc<Semaphore>,
+    busy: Gauge,
+    waiting: Gauge,
+}
+
+impl Workers {
+    pub fn new(service: &'static str, size: usize) -> Self {
+        let labels = [("service", service), ("mode", MODE.as_str())];
+        metrics::gauge!("sync_workers_max", &labels).set(size as f64);
+        let busy = metrics::gauge!("sync_workers_busy", &labels);
+        let waiting = metrics::gauge!("sync_workers_waiting", &labels);
+        busy.set(0.0);
+        waiting.set(0.0);
+        Workers {
+            permits: Arc::new(Semaphore::new(size)),
+            busy,
+            waiting,
+        }
+    }
+
+    /// Runs `work` on a worker thread, waiting for a free one first.
+    ///
+    /// The thread stays taken until `work` returns, even when the request that
+    /// asked for it has gone away: a blocked thread cannot be interrupted,
+    /// which is exactly the cost sync mode has to show.
+    pub async fn run<T, F>(&self, work: F) -> Result<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let waiting = Held::new(&self.waiting);
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| anyhow!("sync worker pool closed"))?;
+        drop(waiting);
+        let busy = Held::new(&self.busy);
+        let span = tracing::Span::current();
+        let correlation_id = correlation::current();
+        tokio::task::spawn_blocking(move || {
+            let _taken = (permit, busy);
+            span.in_scope(|| correlation::within(correlation_id, work))
+        })
+        .await
+        .map_err(|e| anyhow!("sync worker failed: {e}").into())
+    }
+
+    /// Workers free right now.
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
+
+/// Adds one to a gauge for as long as it lives (also when a future is dropped).
+struct Held(Gauge);
+
+impl Held {
+    fn new(gauge: &Gauge) -> Self {
+        gauge.increment(1.0);
+        Held(gauge.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
