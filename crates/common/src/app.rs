@@ -23,7 +23,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::outbound::Outbound;
+use crate::outbound::{CallError, Outbound};
 use crate::workers::Workers;
 use crate::{Error, MODE, ServiceSpec, Settings, correlation, db, metrics, telemetry};
 
@@ -50,6 +50,37 @@ pub struct Ctx {
 impl Ctx {
     pub fn name(&self) -> &'static str {
         self.spec.name
+    }
+
+    /// Simulates a slow external dependency (an SMTP server, a payment API).
+    /// In sync mode it holds a worker thread for `delay`, as a blocking call would.
+    pub async fn simulate_latency(&self, delay: Duration) -> crate::Result<()> {
+        self.workers.run(move || std::thread::sleep(delay)).await
+    }
+
+    /// POSTs `body` to `target`'s `path` from a sync worker thread, blocking
+    /// it until the answer. The outer error is ours (no worker could run the
+    /// call); the inner one is the other service's (down, slow, refused).
+    pub async fn call<B, R>(
+        &self,
+        target: &'static str,
+        path: &str,
+        body: B,
+    ) -> crate::Result<Result<R, CallError>>
+    where
+        B: serde::Serialize + Send + 'static,
+        R: serde::de::DeserializeOwned + Send + 'static,
+    {
+        let outbound = Arc::clone(&self.outbound);
+        let url = self.url(target, path);
+        self.workers
+            .run(move || outbound.post(target, &url, &body))
+            .await
+    }
+
+    /// Base URL of another service plus `path`.
+    pub fn url(&self, service: &str, path: &str) -> String {
+        format!("{}{path}", self.settings.url(service))
     }
 }
 

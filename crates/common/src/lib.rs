@@ -9,6 +9,7 @@ pub mod correlation;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod messages;
 pub mod metrics;
 pub mod outbound;
 pub mod services;

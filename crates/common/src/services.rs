@@ -71,18 +71,20 @@ const fn spec(name: &'static str, sync_port: u16) -> ServiceSpec {
     }
 }
 
+pub const USER: ServiceSpec = spec("user", 8001);
+pub const PAYMENT: ServiceSpec = spec("payment", 8002);
+pub const PRODUCT: ServiceSpec = spec("product", 8003);
+pub const REPORT: ServiceSpec = spec("report", 8004);
+pub const ORDER: ServiceSpec = spec("order", 8005);
+pub const ANALYTICS: ServiceSpec = spec("analytics", 8006);
+pub const EMAIL: ServiceSpec = spec("email", 8007);
+pub const SEARCH: ServiceSpec = spec("search", 8008);
+pub const CACHE: ServiceSpec = spec("cache", 8009);
+pub const INVENTORY: ServiceSpec = spec("inventory", 8010);
+
 /// All ten services, in port order.
 pub const SERVICES: [ServiceSpec; 10] = [
-    spec("user", 8001),
-    spec("payment", 8002),
-    spec("product", 8003),
-    spec("report", 8004),
-    spec("order", 8005),
-    spec("analytics", 8006),
-    spec("email", 8007),
-    spec("search", 8008),
-    spec("cache", 8009),
-    spec("inventory", 8010),
+    USER, PAYMENT, PRODUCT, REPORT, ORDER, ANALYTICS, EMAIL, SEARCH, CACHE, INVENTORY,
 ];
 
 /// Looks a service up by name.

@@ -1,0 +1,83 @@
+//! Payloads services exchange with each other: the bodies of internal HTTP
+//! calls in sync mode, and the bodies of events in async mode. Internal, so
+//! ours to design; the external contract lives in each service's handlers.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// user → email: send the welcome email.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SendEmail {
+    pub to: String,
+    pub subject: String,
+    pub user_id: Option<i64>,
+}
+
+/// email → user: the email went out.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EmailSent {
+    pub id: i64,
+    pub to: String,
+    pub subject: String,
+    pub user_id: Option<i64>,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// order (or a client) → payment: charge this.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PaymentRequest {
+    pub amount: f64,
+    #[serde(default = "usd")]
+    pub currency: String,
+    #[serde(default)]
+    pub order_id: Option<i64>,
+    /// Asks the simulated external API to decline (the saga's designed failure).
+    #[serde(default)]
+    pub force_decline: bool,
+}
+
+fn usd() -> String {
+    "USD".to_owned()
+}
+
+/// payment → caller: what became of a payment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PaymentResult {
+    pub payment_id: Uuid,
+    pub status: String,
+    pub transaction_id: Option<String>,
+    pub order_id: Option<i64>,
+    pub amount: f64,
+    pub currency: String,
+}
+
+/// product → search, cache, analytics: a product changed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProductChanged {
+    pub product_id: i64,
+    pub name: String,
+    pub stock: i32,
+    pub price: f64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// order → inventory: hold stock for an order (one reservation per order).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Reserve {
+    pub order_id: i64,
+    pub product_id: i64,
+    pub quantity: i32,
+}
+
+/// inventory → order: the state of an order's reservation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Reservation {
+    pub order_id: i64,
+    pub product_id: Option<i64>,
+    pub quantity: i32,
+    pub status: String,
+    /// How many units this call returned to stock (release only).
+    #[serde(default)]
+    pub released_quantity: i32,
+}

@@ -1,0 +1,122 @@
+//! Email service: sends emails through a simulated SMTP server that takes
+//! `EMAIL_DELAY_MS`, and records every email it sent.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use common::messages::{EmailSent, SendEmail};
+use common::{Ctx, JsonBody, QueryParams, Result, ServiceDef};
+use garde::Validate;
+use serde::{Deserialize, Serialize};
+
+pub static SERVICE: ServiceDef = ServiceDef {
+    spec: &common::services::EMAIL,
+    migrator: &MIGRATOR,
+    routes,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+fn routes(ctx: Ctx) -> axum::Router {
+    Router::new()
+        .route("/send", post(send_handler))
+        .route("/emails", get(list))
+        .with_state(ctx)
+}
+
+#[derive(Debug, Deserialize, Validate)]
+struct SendRequest {
+    #[garde(email)]
+    to: String,
+    #[garde(length(min = 1, max = 200))]
+    subject: String,
+    #[garde(skip)]
+    user_id: Option<i64>,
+}
+
+async fn send_handler(
+    State(ctx): State<Ctx>,
+    JsonBody(req): JsonBody<SendRequest>,
+) -> Result<axum::Json<EmailSent>> {
+    req.validate()?;
+    let email = SendEmail {
+        to: req.to,
+        subject: req.subject,
+        user_id: req.user_id,
+    };
+    Ok(axum::Json(send(&ctx, email).await?))
+}
+
+/// Sends one email: waits for the simulated SMTP server, then records it.
+/// The inbound side of either mode (an HTTP call, a queue message) ends here.
+pub async fn send(ctx: &Ctx, email: SendEmail) -> Result<EmailSent> {
+    ctx.simulate_latency(ctx.settings.delays.email).await?;
+    let (id, sent_at): (i64, DateTime<Utc>) =
+        sqlx::query_as("INSERT INTO emails (recipient, subject, user_id) VALUES ($1, $2, $3) RETURNING id, sent_at")
+            .bind(&email.to)
+            .bind(&email.subject)
+            .bind(email.user_id)
+            .fetch_one(&ctx.db)
+            .await?;
+    tracing::info!(email_id = id, user_id = email.user_id, "email sent");
+    Ok(EmailSent {
+        id,
+        to: email.to,
+        subject: email.subject,
+        user_id: email.user_id,
+        sent_at,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    to: Option<String>,
+    user_id: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct EmailList {
+    count: usize,
+    emails: Vec<EmailSent>,
+}
+
+#[derive(sqlx::FromRow)]
+struct EmailRow {
+    id: i64,
+    recipient: String,
+    subject: String,
+    user_id: Option<i64>,
+    sent_at: DateTime<Utc>,
+}
+
+/// The emails sent, newest first, optionally to one address or user (at most 1000).
+async fn list(
+    State(ctx): State<Ctx>,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<axum::Json<EmailList>> {
+    let rows: Vec<EmailRow> = sqlx::query_as(
+        "SELECT id, recipient, subject, user_id, sent_at FROM emails
+         WHERE ($1::text IS NULL OR lower(recipient) = lower($1))
+           AND ($2::bigint IS NULL OR user_id = $2)
+         ORDER BY id DESC LIMIT 1000",
+    )
+    .bind(q.to)
+    .bind(q.user_id)
+    .fetch_all(&ctx.db)
+    .await?;
+    let emails: Vec<EmailSent> = rows
+        .into_iter()
+        .map(|r| EmailSent {
+            id: r.id,
+            to: r.recipient,
+            subject: r.subject,
+            user_id: r.user_id,
+            sent_at: r.sent_at,
+        })
+        .collect();
+    Ok(axum::Json(EmailList {
+        count: emails.len(),
+        emails,
+    }))
+}

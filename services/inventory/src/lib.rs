@@ -1,0 +1,340 @@
+//! Inventory service: stock levels and the reservations of the order saga
+//! (scenario 5). A reservation is one conditional UPDATE, so concurrent
+//! orders can never oversell; releasing and committing are idempotent, so a
+//! retried compensation returns exactly what was reserved, once.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use common::messages::{Reservation, Reserve};
+use common::{Ctx, Error, JsonBody, PathParam, Result, ServiceDef};
+use garde::Validate;
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+
+pub static SERVICE: ServiceDef = ServiceDef {
+    spec: &common::services::INVENTORY,
+    migrator: &MIGRATOR,
+    routes,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+fn routes(ctx: Ctx) -> Router {
+    Router::new()
+        .route("/reservations", post(reserve_handler))
+        .route("/reservations/{order_id}", get(get_reservation))
+        .route("/reservations/{order_id}/release", post(release_handler))
+        .route("/reservations/{order_id}/commit", post(commit_handler))
+        .route("/stock/{product_id}", get(get_stock).put(put_stock))
+        .with_state(ctx)
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct Row {
+    order_id: i64,
+    product_id: Option<i64>,
+    quantity: i32,
+    status: String,
+}
+
+impl Row {
+    fn view(self, released_quantity: i32) -> Reservation {
+        Reservation {
+            order_id: self.order_id,
+            product_id: self.product_id,
+            quantity: self.quantity,
+            status: self.status,
+            released_quantity,
+        }
+    }
+}
+
+/// Why a reservation was refused.
+#[derive(Debug, PartialEq)]
+pub enum Refusal {
+    UnknownProduct,
+    NotEnoughStock { available: i32 },
+    OrderClosed { status: String },
+}
+
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::UnknownProduct => Error::NotFound("product not found in inventory".into()),
+            Refusal::NotEnoughStock { available } => {
+                Error::Conflict(format!("not enough stock: {available} available"))
+            }
+            Refusal::OrderClosed { status } => {
+                Error::Conflict(format!("the order's reservation is already {status}"))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Validate)]
+struct ReserveRequest {
+    #[garde(range(min = 1))]
+    order_id: i64,
+    #[garde(range(min = 1))]
+    product_id: i64,
+    #[garde(range(min = 1))]
+    quantity: i32,
+}
+
+async fn reserve_handler(
+    State(ctx): State<Ctx>,
+    JsonBody(req): JsonBody<ReserveRequest>,
+) -> Result<Response> {
+    req.validate()?;
+    let request = Reserve {
+        order_id: req.order_id,
+        product_id: req.product_id,
+        quantity: req.quantity,
+    };
+    let (reservation, created) = reserve(&ctx, &request).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(reservation)).into_response())
+}
+
+/// Holds `quantity` units for the order. Asking again for the same order
+/// returns the existing reservation (`false`) instead of holding more.
+pub async fn reserve(ctx: &Ctx, req: &Reserve) -> Result<(Reservation, bool)> {
+    let mut tx = ctx.db.begin().await?;
+    // Serialises concurrent requests for the same order on its row, or on the insert below.
+    let claimed = sqlx::query(
+        "INSERT INTO reservations (order_id, product_id, quantity, status) VALUES ($1, $2, $3, 'reserved')
+         ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(req.order_id)
+    .bind(req.product_id)
+    .bind(req.quantity)
+    .execute(&mut *tx)
+    .await;
+    let claimed = match claimed {
+        Ok(done) => done.rows_affected() == 1,
+        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
+            return Err(Refusal::UnknownProduct.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !claimed {
+        let existing = fetch(&mut tx, req.order_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("reservation vanished"))?;
+        return match existing.status.as_str() {
+            "reserved" | "committed"
+                if existing.product_id == Some(req.product_id)
+                    && existing.quantity == req.quantity =>
+            {
+                Ok((existing.view(0), false))
+            }
+            "reserved" | "committed" => Err(Error::Conflict(
+                "the order already holds a different reservation".into(),
+            )),
+            status => Err(Refusal::OrderClosed {
+                status: status.to_owned(),
+            }
+            .into()),
+        };
+    }
+    let taken = sqlx::query(
+        "UPDATE stock SET available = available - $2, reserved = reserved + $2, updated_at = now()
+         WHERE product_id = $1 AND available >= $2",
+    )
+    .bind(req.product_id)
+    .bind(req.quantity)
+    .execute(&mut *tx)
+    .await?;
+    if taken.rows_affected() == 0 {
+        let available: i32 =
+            sqlx::query_scalar("SELECT available FROM stock WHERE product_id = $1")
+                .bind(req.product_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        return Err(Refusal::NotEnoughStock { available }.into());
+    }
+    tx.commit().await?;
+    tracing::info!(
+        order_id = req.order_id,
+        product_id = req.product_id,
+        quantity = req.quantity,
+        "stock reserved"
+    );
+    Ok((
+        Reservation {
+            order_id: req.order_id,
+            product_id: Some(req.product_id),
+            quantity: req.quantity,
+            status: "reserved".into(),
+            released_quantity: 0,
+        },
+        true,
+    ))
+}
+
+async fn fetch(conn: &mut PgConnection, order_id: i64) -> Result<Option<Row>> {
+    Ok(
+        sqlx::query_as("SELECT order_id, product_id, quantity, status FROM reservations WHERE order_id = $1 FOR UPDATE")
+            .bind(order_id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+async fn release_handler(
+    State(ctx): State<Ctx>,
+    PathParam(order_id): PathParam<i64>,
+) -> Result<axum::Json<Reservation>> {
+    Ok(axum::Json(release(&ctx, order_id).await?))
+}
+
+/// Compensation: returns exactly what the order reserved, once. Releasing
+/// twice, or an order that reserved nothing, returns nothing more.
+pub async fn release(ctx: &Ctx, order_id: i64) -> Result<Reservation> {
+    let mut tx = ctx.db.begin().await?;
+    let Some(row) = fetch(&mut tx, order_id).await? else {
+        // Nothing reserved (yet): leave a tombstone so a late reservation is refused.
+        let tombstone: Row = sqlx::query_as(
+            "INSERT INTO reservations (order_id, quantity, status) VALUES ($1, 0, 'released')
+             ON CONFLICT (order_id) DO UPDATE SET updated_at = now()
+             RETURNING order_id, product_id, quantity, status",
+        )
+        .bind(order_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(tombstone.view(0));
+    };
+    match row.status.as_str() {
+        "released" => Ok(row.view(0)),
+        "committed" => Err(Refusal::OrderClosed { status: row.status }.into()),
+        _ => {
+            sqlx::query("UPDATE stock SET available = available + $2, reserved = reserved - $2, updated_at = now() WHERE product_id = $1")
+                .bind(row.product_id)
+                .bind(row.quantity)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE reservations SET status = 'released', updated_at = now() WHERE order_id = $1")
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(order_id, quantity = row.quantity, "stock released");
+            let quantity = row.quantity;
+            Ok(Row {
+                status: "released".into(),
+                ..row
+            }
+            .view(quantity))
+        }
+    }
+}
+
+async fn commit_handler(
+    State(ctx): State<Ctx>,
+    PathParam(order_id): PathParam<i64>,
+) -> Result<axum::Json<Reservation>> {
+    Ok(axum::Json(commit(&ctx, order_id).await?))
+}
+
+/// The order is paid: the reserved units leave the stock for good. Idempotent.
+pub async fn commit(ctx: &Ctx, order_id: i64) -> Result<Reservation> {
+    let mut tx = ctx.db.begin().await?;
+    let row = fetch(&mut tx, order_id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("reservation of order {order_id}")))?;
+    match row.status.as_str() {
+        "committed" => Ok(row.view(0)),
+        "released" => Err(Refusal::OrderClosed { status: row.status }.into()),
+        _ => {
+            sqlx::query("UPDATE stock SET reserved = reserved - $2, updated_at = now() WHERE product_id = $1")
+                .bind(row.product_id)
+                .bind(row.quantity)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE reservations SET status = 'committed', updated_at = now() WHERE order_id = $1")
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Row {
+                status: "committed".into(),
+                ..row
+            }
+            .view(0))
+        }
+    }
+}
+
+async fn get_reservation(
+    State(ctx): State<Ctx>,
+    PathParam(order_id): PathParam<i64>,
+) -> Result<axum::Json<Reservation>> {
+    sqlx::query_as::<_, Row>(
+        "SELECT order_id, product_id, quantity, status FROM reservations WHERE order_id = $1",
+    )
+    .bind(order_id)
+    .fetch_optional(&ctx.db)
+    .await?
+    .map(|r| axum::Json(r.view(0)))
+    .ok_or_else(|| Error::not_found(format!("reservation of order {order_id}")))
+}
+
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Stock {
+    pub product_id: i64,
+    pub available: i32,
+    pub reserved: i32,
+    pub updated_at: DateTime<Utc>,
+}
+
+async fn get_stock(
+    State(ctx): State<Ctx>,
+    PathParam(product_id): PathParam<i64>,
+) -> Result<axum::Json<Stock>> {
+    sqlx::query_as(
+        "SELECT product_id, available, reserved, updated_at FROM stock WHERE product_id = $1",
+    )
+    .bind(product_id)
+    .fetch_optional(&ctx.db)
+    .await?
+    .map(axum::Json)
+    .ok_or_else(|| Error::not_found(format!("stock of product {product_id}")))
+}
+
+#[derive(Debug, Deserialize, Validate)]
+struct PutStock {
+    #[garde(range(min = 0))]
+    available: i32,
+}
+
+/// Sets the units available for a product (creating its stock row): how a
+/// user or a test prepares a scenario, e.g. 10 in stock for 50 orders.
+async fn put_stock(
+    State(ctx): State<Ctx>,
+    PathParam(product_id): PathParam<i64>,
+    JsonBody(req): JsonBody<PutStock>,
+) -> Result<axum::Json<Stock>> {
+    req.validate()?;
+    if product_id < 1 {
+        return Err(Error::Invalid("product_id: must be 1 or more".into()));
+    }
+    let stock = sqlx::query_as(
+        "INSERT INTO stock (product_id, available) VALUES ($1, $2)
+         ON CONFLICT (product_id) DO UPDATE SET available = EXCLUDED.available, updated_at = now()
+         RETURNING product_id, available, reserved, updated_at",
+    )
+    .bind(product_id)
+    .bind(req.available)
+    .fetch_one(&ctx.db)
+    .await?;
+    Ok(axum::Json(stock))
+}

@@ -1,0 +1,172 @@
+//! Payment service: scenario 2 (a slow external payment API) and the payment
+//! step of the order saga. A payment is stored `pending`, the simulated
+//! external call takes `PAYMENT_DELAY_MS`, then it is `completed` with a
+//! transaction id, or `declined` when the caller asked for the designed failure.
+
+mod seam;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use common::messages::{PaymentRequest, PaymentResult};
+use common::{Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+pub static SERVICE: ServiceDef = ServiceDef {
+    spec: &common::services::PAYMENT,
+    migrator: &MIGRATOR,
+    routes,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+fn routes(ctx: Ctx) -> Router {
+    Router::new()
+        .route("/process_payment", post(process_payment))
+        .route("/payments/{id}", get(get_payment))
+        .with_state(ctx)
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Payment {
+    #[serde(rename = "payment_id")]
+    pub id: Uuid,
+    pub order_id: Option<i64>,
+    #[serde(skip)]
+    pub amount_cents: i64,
+    pub currency: String,
+    pub status: String,
+    #[serde(skip)]
+    pub force_decline: bool,
+    pub transaction_id: Option<String>,
+    pub decline_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl Payment {
+    fn body(&self) -> serde_json::Value {
+        let mut body = serde_json::to_value(self).unwrap_or_default();
+        body["amount"] = json!(self.amount_cents as f64 / 100.0);
+        body["status_url"] = json!(format!("/payments/{}", self.id));
+        body
+    }
+
+    pub fn result(&self) -> PaymentResult {
+        PaymentResult {
+            payment_id: self.id,
+            status: self.status.clone(),
+            transaction_id: self.transaction_id.clone(),
+            order_id: self.order_id,
+            amount: self.amount_cents as f64 / 100.0,
+            currency: self.currency.clone(),
+        }
+    }
+}
+
+const COLUMNS: &str = "id, order_id, amount_cents, currency, status, force_decline, transaction_id, decline_reason, created_at, completed_at";
+
+/// Amounts are money: positive, at most 2 decimals, below a billion.
+fn cents(amount: f64) -> Result<i64> {
+    let cents = (amount * 100.0).round();
+    if !amount.is_finite() || amount <= 0.0 || amount >= 1e9 {
+        return Err(Error::Invalid(
+            "amount: must be a positive number below 1000000000".into(),
+        ));
+    }
+    if (amount * 100.0 - cents).abs() > 1e-6 {
+        return Err(Error::Invalid("amount: at most two decimal places".into()));
+    }
+    Ok(cents as i64)
+}
+
+fn currency(code: &str) -> Result<String> {
+    if code.len() == 3 && code.chars().all(|c| c.is_ascii_alphabetic()) {
+        Ok(code.to_ascii_uppercase())
+    } else {
+        Err(Error::Invalid(
+            "currency: must be a three-letter ISO 4217 code such as USD".into(),
+        ))
+    }
+}
+
+/// Scenario 2. Sync: 200 after the external call with `transaction_id`
+/// (402 when declined). Async: 202 with `payment_id`, status `pending`.
+async fn process_payment(
+    State(ctx): State<Ctx>,
+    JsonBody(req): JsonBody<PaymentRequest>,
+) -> Result<Response> {
+    let amount_cents = cents(req.amount)?;
+    let currency = currency(&req.currency)?;
+    let mut tx = ctx.db.begin().await?;
+    let payment: Payment = sqlx::query_as(&format!(
+        "INSERT INTO payments (id, order_id, amount_cents, currency, status, force_decline)
+         VALUES ($1, $2, $3, $4, 'pending', $5) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(req.order_id)
+    .bind(amount_cents)
+    .bind(&currency)
+    .bind(req.force_decline)
+    .fetch_one(&mut *tx)
+    .await?;
+    match seam::charge(&ctx, tx, &payment).await? {
+        Delivery::Done(payment) if payment.status == "declined" => Err(Error::Body {
+            status: StatusCode::PAYMENT_REQUIRED,
+            body: json!({ "detail": "payment declined", "payment": payment.body() }),
+        }),
+        Delivery::Done(payment) => Ok((StatusCode::OK, axum::Json(payment.body())).into_response()),
+        Delivery::Accepted => {
+            Ok((StatusCode::ACCEPTED, axum::Json(payment.body())).into_response())
+        }
+    }
+}
+
+/// The external API call of a stored payment, and its outcome stored. Both
+/// modes' inbound sides (this service's HTTP handler, a queue consumer) end here.
+pub async fn settle(ctx: &Ctx, payment: &Payment) -> Result<Payment> {
+    ctx.simulate_latency(ctx.settings.delays.payment).await?;
+    let (status, transaction_id, reason) = if payment.force_decline {
+        (
+            "declined",
+            None,
+            Some("declined by the payment provider (simulated)"),
+        )
+    } else {
+        (
+            "completed",
+            Some(format!("txn_{}", Uuid::new_v4().simple())),
+            None,
+        )
+    };
+    let settled: Payment = sqlx::query_as(&format!(
+        "UPDATE payments SET status = $2, transaction_id = $3, decline_reason = $4, completed_at = now()
+         WHERE id = $1 AND status = 'pending' RETURNING {COLUMNS}"
+    ))
+    .bind(payment.id)
+    .bind(status)
+    .bind(transaction_id)
+    .bind(reason)
+    .fetch_optional(&ctx.db)
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("payment {} was settled twice", payment.id))?;
+    tracing::info!(payment_id = %settled.id, status = %settled.status, "payment settled");
+    Ok(settled)
+}
+
+async fn get_payment(
+    State(ctx): State<Ctx>,
+    PathParam(id): PathParam<Uuid>,
+) -> Result<axum::Json<serde_json::Value>> {
+    sqlx::query_as::<_, Payment>(&format!("SELECT {COLUMNS} FROM payments WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&ctx.db)
+        .await?
+        .map(|p| axum::Json(p.body()))
+        .ok_or_else(|| Error::not_found(format!("payment {id}")))
+}

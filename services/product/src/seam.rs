@@ -1,0 +1,75 @@
+//! How the product service tells search, cache and analytics that a product
+//! changed: the only place in this service where the mode forks.
+
+use std::time::Instant;
+
+use common::messages::ProductChanged;
+use common::{Ctx, Delivery, Result};
+use serde::Serialize;
+use sqlx::{Postgres, Transaction};
+
+use crate::Product;
+
+/// One blocking call of the sync fan-out, as the answer reports it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct FanoutCall {
+    pub service: String,
+    pub ok: bool,
+    pub duration_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The three consumers of a product change, in the seed's order.
+const TARGETS: [(&str, &str); 3] = [
+    ("search", "/index"),
+    ("cache", "/invalidate"),
+    ("analytics", "/product_updates"),
+];
+
+/// Sync: commit, then call search, cache and analytics one after another on
+/// one worker thread, each blocking until answered. A failed call is reported
+/// and the next one still made: each target's work is independent.
+#[cfg(not(feature = "async"))]
+pub async fn announce_update(
+    ctx: &Ctx,
+    tx: Transaction<'static, Postgres>,
+    product: &Product,
+) -> Result<Delivery<Vec<FanoutCall>>> {
+    tx.commit().await?;
+    let outbound = ctx.outbound.clone();
+    let event: ProductChanged = product.changed();
+    let urls: Vec<(&'static str, String)> = TARGETS
+        .iter()
+        .map(|(s, path)| (*s, ctx.url(s, path)))
+        .collect();
+    let calls = ctx
+        .workers
+        .run(move || {
+            urls.iter()
+                .map(|(service, url)| {
+                    let start = Instant::now();
+                    let answer = outbound.post::<_, serde_json::Value>(service, url, &event);
+                    FanoutCall {
+                        service: (*service).to_owned(),
+                        ok: answer.is_ok(),
+                        duration_ms: start.elapsed().as_secs_f64() * 1000.0,
+                        error: answer.err().map(|e| e.to_string()),
+                    }
+                })
+                .collect()
+        })
+        .await?;
+    Ok(Delivery::Done(calls))
+}
+
+#[cfg(feature = "async")]
+pub async fn announce_update(
+    ctx: &Ctx,
+    tx: Transaction<'static, Postgres>,
+    product: &Product,
+) -> Result<Delivery<Vec<FanoutCall>>> {
+    let _ = (ctx, product.changed(), TARGETS);
+    tx.commit().await?;
+    Err(anyhow::anyhow!("async mode is not built yet").into())
+}

@@ -1,0 +1,136 @@
+//! Report service: scenario 4, CPU-bound work. A job is stored `queued`, its
+//! SHA-256 work runs on a worker thread (`running`), and its hash is stored
+//! (`completed`). Sync mode answers when the hash is there; async mode at once.
+
+mod seam;
+pub mod work;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use common::{Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
+use garde::Validate;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use uuid::Uuid;
+
+pub static SERVICE: ServiceDef = ServiceDef {
+    spec: &common::services::REPORT,
+    migrator: &MIGRATOR,
+    routes,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+fn routes(ctx: Ctx) -> Router {
+    if ctx.settings.report_iterations.is_none() {
+        // Calibrate now, so the first report does not pay for it.
+        tokio::task::spawn_blocking(work::rounds_per_second);
+    }
+    Router::new()
+        .route("/generate_report", post(generate_report))
+        .route("/jobs/{job_id}", get(get_job))
+        .with_state(ctx)
+}
+
+#[derive(Debug, Deserialize, Validate)]
+struct GenerateReport {
+    #[garde(length(min = 1, max = 64), pattern(r"^[A-Za-z0-9_-]+$"))]
+    report_type: String,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Job {
+    #[serde(rename = "job_id")]
+    pub id: Uuid,
+    pub report_type: String,
+    pub status: String,
+    pub iterations: i64,
+    pub report_hash: Option<String>,
+    pub computation_time_seconds: Option<f64>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, report_type, status, iterations, report_hash, computation_time_seconds, created_at, started_at, completed_at";
+
+impl Job {
+    fn body(&self) -> serde_json::Value {
+        let mut body = serde_json::to_value(self).unwrap_or_default();
+        body["status_url"] = json!(format!("/jobs/{}", self.id));
+        body
+    }
+}
+
+/// Scenario 4. Sync: 200 with `report_hash`, `iterations` and
+/// `computation_time_seconds` after the work. Async: 202 with `job_id`.
+async fn generate_report(
+    State(ctx): State<Ctx>,
+    JsonBody(req): JsonBody<GenerateReport>,
+) -> Result<Response> {
+    req.validate()?;
+    let (fixed, seconds) = (ctx.settings.report_iterations, ctx.settings.report_seconds);
+    let iterations = ctx
+        .workers
+        .run(move || work::iterations(fixed, seconds))
+        .await?;
+    let iterations = i64::try_from(iterations)
+        .map_err(|_| Error::Invalid("REPORT_ITERATIONS is too large".into()))?;
+    let mut tx = ctx.db.begin().await?;
+    let job: Job = sqlx::query_as(&format!(
+        "INSERT INTO jobs (id, report_type, status, iterations) VALUES ($1, $2, 'queued', $3) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::new_v4())
+    .bind(&req.report_type)
+    .bind(iterations)
+    .fetch_one(&mut *tx)
+    .await?;
+    match seam::submit(&ctx, tx, &job).await? {
+        Delivery::Done(job) => Ok((StatusCode::OK, axum::Json(job.body())).into_response()),
+        Delivery::Accepted => Ok((StatusCode::ACCEPTED, axum::Json(job.body())).into_response()),
+    }
+}
+
+/// Runs a queued job: marks it running, does the work on a worker thread,
+/// stores the hash. Both modes' inbound sides end here.
+pub async fn run(ctx: &Ctx, job: &Job) -> Result<Job> {
+    sqlx::query("UPDATE jobs SET status = 'running', started_at = now() WHERE id = $1")
+        .bind(job.id)
+        .execute(&ctx.db)
+        .await?;
+    let (report_type, iterations) = (job.report_type.clone(), job.iterations as u64);
+    let (hash, seconds) = ctx
+        .workers
+        .run(move || {
+            let start = std::time::Instant::now();
+            let hash = work::hash_chain(&report_type, iterations);
+            (hash, start.elapsed().as_secs_f64())
+        })
+        .await?;
+    let done = sqlx::query_as(&format!(
+        "UPDATE jobs SET status = 'completed', report_hash = $2, computation_time_seconds = $3, completed_at = now()
+         WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(job.id)
+    .bind(hash)
+    .bind(seconds)
+    .fetch_one(&ctx.db)
+    .await?;
+    Ok(done)
+}
+
+async fn get_job(
+    State(ctx): State<Ctx>,
+    PathParam(id): PathParam<Uuid>,
+) -> Result<axum::Json<serde_json::Value>> {
+    sqlx::query_as::<_, Job>(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(&ctx.db)
+        .await?
+        .map(|j| axum::Json(j.body()))
+        .ok_or_else(|| Error::not_found(format!("report job {id}")))
+}

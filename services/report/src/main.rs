@@ -1,0 +1,6 @@
+//! The report service as a process of its own. Everything else is in the library.
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    common::app::serve_main(&report::SERVICE).await
+}

@@ -1,0 +1,62 @@
+//! The report's CPU work: a chain of SHA-256 rounds, calibrated so that the
+//! default amount takes `REPORT_SECONDS` on one idle core of this machine.
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+/// Runs `iterations` rounds, each hashing the previous digest, starting from
+/// the report type. Deterministic: the same type and count give the same hash.
+pub fn hash_chain(report_type: &str, iterations: u64) -> String {
+    let mut digest = Sha256::digest(report_type.as_bytes());
+    for _ in 1..iterations {
+        digest = Sha256::digest(digest);
+    }
+    hex::encode(digest)
+}
+
+static ROUNDS_PER_SECOND: OnceLock<f64> = OnceLock::new();
+
+/// SHA-256 rounds one core does per second, measured once per process.
+/// Blocks for about 200 ms the first time; call it on a blocking thread.
+pub fn rounds_per_second() -> f64 {
+    *ROUNDS_PER_SECOND.get_or_init(|| {
+        let budget = Duration::from_millis(200);
+        let start = Instant::now();
+        let mut rounds = 0u64;
+        let mut digest = Sha256::digest(b"calibration");
+        while start.elapsed() < budget {
+            for _ in 0..10_000 {
+                digest = Sha256::digest(digest);
+            }
+            rounds += 10_000;
+        }
+        std::hint::black_box(digest);
+        let rate = rounds as f64 / start.elapsed().as_secs_f64();
+        tracing::info!(rounds_per_second = rate as u64, "report work calibrated");
+        rate
+    })
+}
+
+/// The number of rounds of one report: `REPORT_ITERATIONS` if set, else calibrated.
+pub fn iterations(fixed: Option<u64>, seconds: f64) -> u64 {
+    fixed.unwrap_or_else(|| ((rounds_per_second() * seconds) as u64).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chain_is_deterministic_and_depends_on_both_inputs() {
+        assert_eq!(hash_chain("monthly", 1000), hash_chain("monthly", 1000));
+        assert_ne!(hash_chain("monthly", 1000), hash_chain("monthly", 1001));
+        assert_ne!(hash_chain("monthly", 1000), hash_chain("weekly", 1000));
+        // One round is the plain SHA-256 of the type.
+        assert_eq!(
+            hash_chain("abc", 1),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
