@@ -1,0 +1,312 @@
+//! A whole lab stack for one test: all ten services (or some of them) built
+//! from their libraries, each on its own port 0 listener, against a fresh
+//! Postgres database that is dropped afterwards. Delays are set small through
+//! the same variables users set.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{Application, SERVICES, ServiceDef};
+use sqlx::{Connection, PgConnection};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The library of each service, by name.
+pub fn definition(name: &str) -> &'static ServiceDef {
+    match name {
+        "user" => &user::SERVICE,
+        "email" => &email::SERVICE,
+        "payment" => &payment::SERVICE,
+        "product" => &product::SERVICE,
+        "search" => &search::SERVICE,
+        "cache" => &cache::SERVICE,
+        "analytics" => &analytics::SERVICE,
+        "report" => &report::SERVICE,
+        "order" => &order::SERVICE,
+        "inventory" => &inventory::SERVICE,
+        other => panic!("no service named {other}"),
+    }
+}
+
+/// The Postgres server tests use (`TEST_DATABASE_URL`, without a database name).
+fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// Small delays: the same knobs as production, set so the suite runs fast.
+const TEST_VARS: &[(&str, &str)] = &[
+    ("EMAIL_DELAY_MS", "40"),
+    ("PAYMENT_DELAY_MS", "60"),
+    ("SEARCH_DELAY_MS", "30"),
+    ("CACHE_DELAY_MS", "20"),
+    ("ANALYTICS_DELAY_MS", "20"),
+    ("REPORT_ITERATIONS", "20000"),
+    ("DB_MAX_CONNECTIONS", "3"),
+    ("COMPENSATION_RETRY_MS", "100"),
+    ("OUTBOUND_TIMEOUT_MS", "5000"),
+];
+
+#[derive(Default)]
+pub struct StackBuilder {
+    vars: Vec<(String, String)>,
+    per_service: HashMap<&'static str, Vec<(String, String)>>,
+    without: Vec<&'static str>,
+}
+
+impl StackBuilder {
+    /// Sets a variable for every service.
+    pub fn var(mut self, name: &str, value: &str) -> Self {
+        self.vars.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets a variable for one service only.
+    pub fn service_var(mut self, service: &'static str, name: &str, value: &str) -> Self {
+        self.per_service
+            .entry(service)
+            .or_default()
+            .push((name.into(), value.into()));
+        self
+    }
+
+    /// Leaves a service out: its URL points at a port where nothing listens.
+    pub fn without(mut self, service: &'static str) -> Self {
+        self.without.push(service);
+        self
+    }
+
+    pub async fn start(self) -> Stack {
+        let database = format!("lab_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+            .await
+            .expect("Postgres is running (see README: scripts/ensure-services.sh)");
+        sqlx::query(&format!(r#"CREATE DATABASE "{database}""#))
+            .execute(&mut admin)
+            .await
+            .expect("create test database");
+        let mut listeners = HashMap::new();
+        let mut vars: Vec<(String, String)> = TEST_VARS
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        vars.push((
+            "DATABASE_URL".into(),
+            format!("{}/{database}", server_url()),
+        ));
+        for spec in &SERVICES {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+            let port = listener.local_addr().expect("local addr").port();
+            vars.push((spec.url_var(), format!("http://127.0.0.1:{port}")));
+            // A left-out service's port is released: calls to it are refused.
+            if !self.without.contains(&spec.name) {
+                listeners.insert(spec.name, listener);
+            }
+        }
+        vars.extend(self.vars);
+        let mut stack = Stack {
+            database,
+            vars,
+            per_service: self.per_service,
+            ports: HashMap::new(),
+            running: HashMap::new(),
+            http: reqwest::Client::new(),
+        };
+        // One after another: migrations serialise on sqlx's lock anyway, and a
+        // failure then names its service.
+        for (name, listener) in listeners {
+            let app = Application::with_listener(definition(name), stack.settings(name), listener)
+                .await
+                .unwrap_or_else(|e| panic!("{name} failed to start: {e:#}"));
+            stack.ports.insert(name, app.port());
+            stack.running.insert(name, Running::spawn(app));
+        }
+        stack
+    }
+}
+
+struct Running {
+    token: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    fn spawn(app: Application) -> Self {
+        let token = CancellationToken::new();
+        let stop = token.clone();
+        let task = tokio::spawn(app.run_until(async move { stop.cancelled().await }));
+        Running { token, task }
+    }
+}
+
+pub struct Stack {
+    database: String,
+    vars: Vec<(String, String)>,
+    per_service: HashMap<&'static str, Vec<(String, String)>>,
+    ports: HashMap<&'static str, u16>,
+    running: HashMap<&'static str, Running>,
+    http: reqwest::Client,
+}
+
+impl Stack {
+    pub fn builder() -> StackBuilder {
+        StackBuilder::default()
+    }
+
+    /// All ten services with the test defaults.
+    pub async fn start() -> Stack {
+        Self::builder().start().await
+    }
+
+    fn settings(&self, name: &'static str) -> common::Settings {
+        let own = self.per_service.get(name).into_iter().flatten().cloned();
+        common::Settings::from_vars(self.vars.iter().cloned().chain(own))
+            .expect("test settings are valid")
+    }
+
+    /// `http://127.0.0.1:<port of service><path>`.
+    pub fn url(&self, service: &str, path: &str) -> String {
+        let var = common::services::find(service)
+            .expect("known service")
+            .url_var();
+        let base = &self
+            .vars
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == var)
+            .expect("url var")
+            .1;
+        format!("{base}{path}")
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// POSTs JSON and returns the status and the JSON body (Null if none).
+    pub async fn post(
+        &self,
+        service: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(self.url(service, path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        read(response).await
+    }
+
+    pub async fn put(
+        &self,
+        service: &str,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .put(self.url(service, path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        read(response).await
+    }
+
+    pub async fn get(&self, service: &str, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .get(self.url(service, path))
+            .send()
+            .await
+            .expect("request sent");
+        read(response).await
+    }
+
+    /// Stops a service gracefully (requests in flight finish) and frees its port.
+    pub async fn stop(&mut self, name: &'static str) {
+        let running = self.running.remove(name).expect("service is running");
+        running.token.cancel();
+        running
+            .task
+            .await
+            .expect("service task")
+            .expect("service stopped cleanly");
+    }
+
+    /// Starts a stopped service again on its old port.
+    pub async fn restart(&mut self, name: &'static str) {
+        let port = self.ports[name];
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("rebind the service's port");
+        let app = Application::with_listener(definition(name), self.settings(name), listener)
+            .await
+            .expect("service restarts");
+        self.running.insert(name, Running::spawn(app));
+    }
+
+    /// A connection to the test's database, for checks no endpoint offers.
+    pub async fn db(&self) -> PgConnection {
+        PgConnection::connect(&format!("{}/{}", server_url(), self.database))
+            .await
+            .expect("connect to test database")
+    }
+}
+
+async fn read(response: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("body read");
+    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for running in self.running.values() {
+            running.token.cancel();
+        }
+        let database = self.database.clone();
+        // Drop runs inside the test's runtime: use a thread with a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+                    .await
+                    .ok()?;
+                sqlx::query(&format!(
+                    r#"DROP DATABASE IF EXISTS "{database}" WITH (FORCE)"#
+                ))
+                .execute(&mut admin)
+                .await
+                .ok()
+            })
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// Polls `check` until it returns `Some`, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

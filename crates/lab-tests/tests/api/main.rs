@@ -1,0 +1,14 @@
+//! End-to-end tests of the lab in the mode it was built in. One binary, one
+//! module per scenario, a fresh stack and database per test.
+
+mod bad_input;
+mod clicks;
+mod fanout;
+mod ops;
+mod payment;
+mod registration;
+mod report;
+mod saga;
+
+/// Whether the suite runs against the async build.
+pub const ASYNC: bool = cfg!(feature = "async");

@@ -1,0 +1,151 @@
+//! What every service answers besides its scenario: health, readiness,
+//! metrics, JSON for unknown routes, graceful shutdown.
+
+use lab_tests::Stack;
+use serde_json::json;
+
+#[tokio::test]
+async fn every_service_is_healthy_and_ready() {
+    let stack = Stack::start().await;
+    for spec in &common::SERVICES {
+        let (status, health) = stack.get(spec.name, "/health").await;
+        assert_eq!(status, 200, "{}", spec.name);
+        assert_eq!(health["service"], spec.name);
+        assert_eq!(health["mode"], common::MODE.as_str());
+        let (status, ready) = stack.get(spec.name, "/ready").await;
+        assert_eq!(status, 200, "{}: {ready}", spec.name);
+        assert_eq!(ready["checks"]["database"], "ok");
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let stack = Stack::start().await;
+    stack
+        .post(
+            "analytics",
+            "/track_click",
+            json!({"user_id": 1, "page": "home"}),
+        )
+        .await;
+    stack
+        .post("analytics", "/track_click", json!({"user_id": 1}))
+        .await;
+    stack
+        .post("user", "/register", json!({"email": "m@example.com"}))
+        .await;
+
+    let text = stack
+        .http()
+        .get(stack.url("analytics", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let user_text = stack
+        .http()
+        .get(stack.url("user", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    // The recorder is one per process and other tests run alongside: look
+    // for the series, not for exact counts.
+    let mode = common::MODE.as_str();
+    for status in [200, 422] {
+        let series = format!(
+            r#"http_requests_total{{service="analytics",mode="{mode}",method="POST",route="/track_click",status="{status}"}} "#
+        );
+        assert!(text.contains(&series), "{series} in {text}");
+    }
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("db_pool_connections_in_use"), "{text}");
+    assert!(
+        !text.contains(r#"service="user""#),
+        "each service shows only its own series"
+    );
+    assert!(
+        user_text.contains(r#"outbound_request_duration_seconds_count{service="user""#),
+        "{user_text}"
+    );
+    assert!(
+        user_text.contains(r#"target="email",outcome="ok""#),
+        "{user_text}"
+    );
+    assert!(user_text.contains("sync_workers_busy"), "{user_text}");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let stack = Stack::start().await;
+    let (status, body) = stack.get("order", "/nope").await;
+    assert_eq!(status, 404);
+    assert!(body["detail"].is_string());
+    let (status, body) = stack.get("order", "/create_order").await;
+    assert_eq!(status, 405);
+    assert!(body["detail"].is_string());
+}
+
+#[tokio::test]
+async fn the_correlation_id_is_echoed_and_passed_on() {
+    let stack = Stack::start().await;
+    let response = stack
+        .http()
+        .post(stack.url("user", "/register"))
+        .header("x-request-id", "trace-me-42")
+        .json(&json!({"email": "corr@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    let minted = stack
+        .http()
+        .get(stack.url("user", "/health"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !minted.headers()["x-request-id"].is_empty(),
+        "one is minted when none is given"
+    );
+}
+
+#[tokio::test]
+async fn stopping_a_service_finishes_the_requests_in_flight() {
+    let mut stack = Stack::builder()
+        .var("PAYMENT_DELAY_MS", "500")
+        .start()
+        .await;
+    let request = stack
+        .http()
+        .post(stack.url("payment", "/process_payment"))
+        .json(&json!({"amount": 3.0}))
+        .send();
+    let answer = tokio::spawn(request);
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+
+    stack.stop("payment").await;
+
+    let response = answer
+        .await
+        .unwrap()
+        .expect("the request in flight was answered");
+    assert_eq!(response.status(), 200);
+    assert!(
+        stack
+            .http()
+            .get(stack.url("payment", "/health"))
+            .send()
+            .await
+            .is_err(),
+        "it no longer listens"
+    );
+}

@@ -1,0 +1,114 @@
+//! Scenario 2: a slow external payment.
+
+use std::time::{Duration, Instant};
+
+use lab_tests::Stack;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_payment_answers_after_the_external_call_and_can_be_read_back() {
+    let stack = Stack::builder()
+        .var("PAYMENT_DELAY_MS", "200")
+        .start()
+        .await;
+
+    let started = Instant::now();
+    let (status, paid) = stack
+        .post(
+            "payment",
+            "/process_payment",
+            json!({"order_id": 123, "amount": 100.0}),
+        )
+        .await;
+    let elapsed = started.elapsed();
+
+    assert_eq!(status, 200, "{paid}");
+    assert_eq!(paid["status"], "completed");
+    assert!(paid["transaction_id"].as_str().unwrap().starts_with("txn_"));
+    assert_eq!(paid["amount"], 100.0);
+    assert_eq!(paid["currency"], "USD");
+    assert!(
+        elapsed >= Duration::from_millis(200),
+        "answered after {elapsed:?}"
+    );
+    let (status, stored) = stack
+        .get(
+            "payment",
+            &format!("/payments/{}", paid["payment_id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(stored["status"], "completed");
+    assert_eq!(stored["transaction_id"], paid["transaction_id"]);
+    assert_eq!(stored["order_id"], 123);
+    assert!(stored["completed_at"].is_string());
+}
+
+#[tokio::test]
+async fn a_declined_payment_is_402_and_stored_declined() {
+    let stack = Stack::start().await;
+
+    let (status, body) = stack
+        .post(
+            "payment",
+            "/process_payment",
+            json!({"amount": 5.5, "currency": "eur", "force_decline": true}),
+        )
+        .await;
+
+    assert_eq!(status, 402, "{body}");
+    assert_eq!(body["payment"]["status"], "declined");
+    let (_, stored) = stack
+        .get(
+            "payment",
+            &format!(
+                "/payments/{}",
+                body["payment"]["payment_id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(stored["status"], "declined");
+    assert_eq!(stored["currency"], "EUR");
+    assert!(stored["transaction_id"].is_null());
+}
+
+#[tokio::test]
+async fn bad_amounts_and_currencies_are_422_and_store_nothing() {
+    let stack = Stack::start().await;
+
+    for body in [
+        json!({"amount": -1.0}),
+        json!({"amount": 0}),
+        json!({"amount": 1.234}),
+        json!({"amount": 1e12}),
+        json!({"amount": 10, "currency": "US"}),
+        json!({"amount": 10, "currency": "U$D"}),
+        json!({"amount": "ten"}),
+        json!({"currency": "USD"}),
+    ] {
+        let (status, answer) = stack
+            .post("payment", "/process_payment", body.clone())
+            .await;
+        assert_eq!(status, 422, "{body} -> {answer}");
+        assert!(answer["detail"].is_string(), "{answer}");
+    }
+
+    let mut db = stack.db().await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_service.payments")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 0);
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_payment_ids() {
+    let stack = Stack::start().await;
+    let (status, body) = stack
+        .get("payment", &format!("/payments/{}", uuid::Uuid::new_v4()))
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = stack.get("payment", "/payments/not-a-uuid").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["detail"].is_string());
+}
