@@ -1,8 +1,10 @@
 //! How the product service tells search, cache and analytics that a product
 //! changed: the only place in this service where the mode forks.
 
+#[cfg(not(feature = "async"))]
 use std::time::Instant;
 
+#[cfg(not(feature = "async"))]
 use common::messages::ProductChanged;
 use common::{Ctx, Delivery, Result};
 use serde::Serialize;

@@ -1,7 +1,9 @@
 //! How the user service tells the email service about a new user: the only
 //! place in this service where the mode forks.
 
-use common::messages::{EmailSent, SendEmail};
+#[cfg(not(feature = "async"))]
+use common::messages::EmailSent;
+use common::messages::SendEmail;
 use common::{Ctx, Delivery, Result};
 use sqlx::{Postgres, Transaction};
 
