@@ -1,0 +1,204 @@
+//! `lab up`: runs the services of this build's mode as processes of their
+//! own on the contract's ports, against the local Postgres.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use common::{MODE, SERVICES, ServiceSpec, Settings};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+#[derive(Parser)]
+#[command(about = "Runs the sync-vs-async lab locally")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the services (all ten by default) and wait for Ctrl-C.
+    Up {
+        /// Run only these services (repeatable), e.g. `--only payment`.
+        #[arg(long, value_parser = service_name)]
+        only: Vec<String>,
+        /// Run all but these services (repeatable), e.g. `--without email`.
+        #[arg(long, value_parser = service_name)]
+        without: Vec<String>,
+    },
+    /// List the services, their ports and whether they answer.
+    Status,
+}
+
+fn service_name(name: &str) -> Result<String, String> {
+    match common::services::find(name) {
+        Some(_) => Ok(name.to_owned()),
+        None => Err(format!(
+            "no service named {name}; one of {}",
+            SERVICES.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Up { only, without } => up(&only, &without).await,
+        Cmd::Status => status().await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn base_url(spec: &ServiceSpec) -> String {
+    format!("http://127.0.0.1:{}", spec.port(MODE))
+}
+
+async fn answers(client: &reqwest::Client, spec: &ServiceSpec) -> bool {
+    let url = format!("{}/health", base_url(spec));
+    matches!(client.get(url).send().await, Ok(r) if r.status().is_success())
+}
+
+async fn status() -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    println!("{:<10} {:>5}  {}", "service", "port", "state");
+    for spec in &SERVICES {
+        let state = if answers(&client, spec).await { "up" } else { "down" };
+        println!("{:<10} {:>5}  {state}", spec.name, spec.port(MODE));
+    }
+    Ok(())
+}
+
+async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    common::db::ensure_database(&settings.database_url)
+        .await
+        .context("is PostgreSQL running? scripts/ensure-services.sh starts it")?;
+    let chosen: Vec<&ServiceSpec> = SERVICES
+        .iter()
+        .filter(|s| only.is_empty() || only.iter().any(|o| o == s.name))
+        .filter(|s| !without.iter().any(|w| w == s.name))
+        .collect();
+    if chosen.is_empty() {
+        bail!("no service left to run");
+    }
+    let dir = binaries_dir()?;
+    let mut children: HashMap<&'static str, Child> = HashMap::new();
+    for spec in &chosen {
+        let path = dir.join(spec.binary());
+        let child = Command::new(&path)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {} (build it with `cargo build --release --bins`)", path.display()))?;
+        children.insert(spec.name, child);
+    }
+
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for spec in &chosen {
+        while !answers(&client, spec).await {
+            if let Some(child) = children.get_mut(spec.name)
+                && let Some(exit) = child.try_wait()?
+            {
+                stop_all(&mut children).await;
+                bail!("{} exited at startup ({exit}); see its log above", spec.name);
+            }
+            if Instant::now() > deadline {
+                stop_all(&mut children).await;
+                bail!("{} did not answer /health within 60 s", spec.name);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    banner(&chosen, &settings);
+
+    let mut exited = Vec::new();
+    loop {
+        tokio::select! {
+            () = common::app::shutdown_signal() => break,
+            () = tokio::time::sleep(Duration::from_millis(500)) => {
+                for (name, child) in &mut children {
+                    if !exited.contains(name) && child.try_wait()?.is_some() {
+                        eprintln!("lab: {name} exited; the others keep running (Ctrl-C stops them)");
+                        exited.push(*name);
+                    }
+                }
+            }
+        }
+    }
+    stop_all(&mut children).await;
+    Ok(())
+}
+
+/// The service binaries sit next to this one (`target/<profile>/`).
+fn binaries_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.parent().context("the lab binary has no directory")?.to_path_buf())
+}
+
+/// SIGTERM to every service (each finishes its requests in flight), SIGKILL after 20 s.
+async fn stop_all(children: &mut HashMap<&'static str, Child>) {
+    for child in children.values() {
+        if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    for (name, child) in children.iter_mut() {
+        if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_err() {
+            eprintln!("lab: {name} did not stop within 20 s; killing it");
+            let _ = child.kill().await;
+        }
+    }
+}
+
+fn banner(chosen: &[&ServiceSpec], settings: &Settings) {
+    let port = |name: &str| common::services::find(name).map_or(0, |s| s.port(MODE));
+    println!();
+    println!("  sync-vs-async lab, {MODE} mode: {} of 10 services up", chosen.len());
+    println!("  database {}", redact(&settings.database_url));
+    println!();
+    println!("  {:<10} {:<24} metrics", "service", "url");
+    for spec in chosen {
+        let url = base_url(spec);
+        println!("  {:<10} {:<24} {url}/metrics", spec.name, url);
+    }
+    let skipped: Vec<_> = SERVICES.iter().filter(|s| !chosen.contains(&s)).map(|s| s.name).collect();
+    if !skipped.is_empty() {
+        println!("  not running: {}", skipped.join(", "));
+    }
+    let json = "-H 'Content-Type: application/json'";
+    println!();
+    println!("  Try the scenarios:");
+    println!("  1 registration   curl -s -X POST localhost:{}/register {json} -d '{{\"email\": \"user@example.com\"}}'", port("user"));
+    println!("  2 payment        curl -s -X POST localhost:{}/process_payment {json} -d '{{\"order_id\": 123, \"amount\": 100.0}}'", port("payment"));
+    println!("  3 fan-out        curl -s -X PUT localhost:{}/products/1 {json} -d '{{\"name\": \"Updated Laptop\", \"stock\": 75}}'", port("product"));
+    println!("  4 report         curl -s -X POST localhost:{}/generate_report {json} -d '{{\"report_type\": \"monthly\"}}' --max-time 60", port("report"));
+    println!("  5 order saga     curl -s -X POST localhost:{}/create_order {json} -d '{{\"product_id\": 1, \"quantity\": 1}}'", port("order"));
+    println!("  6 click          curl -s -X POST localhost:{}/track_click {json} -d '{{\"user_id\": 123, \"page\": \"homepage\"}}'", port("analytics"));
+    println!();
+    println!("  Ctrl-C stops every service after its requests in flight.");
+    println!();
+}
+
+/// The database URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or_default();
+            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Makes sure PostgreSQL is installed, running on 127.0.0.1:5432, and lets the
+# user `postgres` in from 127.0.0.1 without a password (what the lab's
+# defaults and tests expect). Installs with apt-get where it is missing.
+set -euo pipefail
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+as_postgres() { if [ "$(id -u)" -eq 0 ]; then su postgres -c "$*"; else sudo -u postgres sh -c "$*"; fi; }
+say() { echo "ensure-services: $*"; }
+
+pg_answers() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; }
+pg_lets_us_in() { psql -h 127.0.0.1 -U postgres -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; }
+
+if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(ls /etc/postgresql 2>/dev/null)" ]; then
+    say "installing PostgreSQL"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+
+version=$(ls /etc/postgresql | sort -V | tail -n 1)
+if ! pg_answers; then
+    say "starting PostgreSQL $version"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null \
+        || as_root pg_ctlcluster "$version" main start
+fi
+for _ in $(seq 1 60); do pg_answers && break; sleep 0.5; done
+pg_answers || { say "PostgreSQL does not answer on 127.0.0.1:5432"; exit 1; }
+
+if ! pg_lets_us_in; then
+    # A fresh Debian install asks for a password over TCP; the lab runs locally with trust.
+    hba="/etc/postgresql/$version/main/pg_hba.conf"
+    say "allowing local TCP logins without a password in $hba"
+    as_root sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
+    as_postgres "psql -qc 'SELECT pg_reload_conf()'" >/dev/null
+    sleep 1
+fi
+pg_lets_us_in || { say "cannot log in to PostgreSQL as postgres on 127.0.0.1"; exit 1; }
+say "PostgreSQL $version is up on 127.0.0.1:5432"
