@@ -40,7 +40,11 @@ fn service_name(name: &str) -> Result<String, String> {
         Some(_) => Ok(name.to_owned()),
         None => Err(format!(
             "no service named {name}; one of {}",
-            SERVICES.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+            SERVICES
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }
@@ -71,10 +75,16 @@ async fn answers(client: &reqwest::Client, spec: &ServiceSpec) -> bool {
 }
 
 async fn status() -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
     println!("{:<10} {:>5}  {}", "service", "port", "state");
     for spec in &SERVICES {
-        let state = if answers(&client, spec).await { "up" } else { "down" };
+        let state = if answers(&client, spec).await {
+            "up"
+        } else {
+            "down"
+        };
         println!("{:<10} {:>5}  {state}", spec.name, spec.port(MODE));
     }
     Ok(())
@@ -100,11 +110,18 @@ async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
         let child = Command::new(&path)
             .kill_on_drop(true)
             .spawn()
-            .with_context(|| format!("cannot start {} (build it with `cargo build --release --bins`)", path.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot start {} (build it with `cargo build --release --bins`)",
+                    path.display()
+                )
+            })?;
         children.insert(spec.name, child);
     }
 
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     for spec in &chosen {
         while !answers(&client, spec).await {
@@ -112,7 +129,10 @@ async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
                 && let Some(exit) = child.try_wait()?
             {
                 stop_all(&mut children).await;
-                bail!("{} exited at startup ({exit}); see its log above", spec.name);
+                bail!(
+                    "{} exited at startup ({exit}); see its log above",
+                    spec.name
+                );
             }
             if Instant::now() > deadline {
                 stop_all(&mut children).await;
@@ -144,7 +164,10 @@ async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
 /// The service binaries sit next to this one (`target/<profile>/`).
 fn binaries_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    Ok(exe.parent().context("the lab binary has no directory")?.to_path_buf())
+    Ok(exe
+        .parent()
+        .context("the lab binary has no directory")?
+        .to_path_buf())
 }
 
 /// SIGTERM to every service (each finishes its requests in flight), SIGKILL after 20 s.
@@ -155,7 +178,10 @@ async fn stop_all(children: &mut HashMap<&'static str, Child>) {
         }
     }
     for (name, child) in children.iter_mut() {
-        if tokio::time::timeout(Duration::from_secs(20), child.wait()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .is_err()
+        {
             eprintln!("lab: {name} did not stop within 20 s; killing it");
             let _ = child.kill().await;
         }
@@ -165,7 +191,10 @@ async fn stop_all(children: &mut HashMap<&'static str, Child>) {
 fn banner(chosen: &[&ServiceSpec], settings: &Settings) {
     let port = |name: &str| common::services::find(name).map_or(0, |s| s.port(MODE));
     println!();
-    println!("  sync-vs-async lab, {MODE} mode: {} of 10 services up", chosen.len());
+    println!(
+        "  sync-vs-async lab, {MODE} mode: {} of 10 services up",
+        chosen.len()
+    );
     println!("  database {}", redact(&settings.database_url));
     println!();
     println!("  {:<10} {:<24} metrics", "service", "url");
@@ -173,19 +202,41 @@ fn banner(chosen: &[&ServiceSpec], settings: &Settings) {
         let url = base_url(spec);
         println!("  {:<10} {:<24} {url}/metrics", spec.name, url);
     }
-    let skipped: Vec<_> = SERVICES.iter().filter(|s| !chosen.contains(&s)).map(|s| s.name).collect();
+    let skipped: Vec<_> = SERVICES
+        .iter()
+        .filter(|s| !chosen.contains(&s))
+        .map(|s| s.name)
+        .collect();
     if !skipped.is_empty() {
         println!("  not running: {}", skipped.join(", "));
     }
     let json = "-H 'Content-Type: application/json'";
     println!();
     println!("  Try the scenarios:");
-    println!("  1 registration   curl -s -X POST localhost:{}/register {json} -d '{{\"email\": \"user@example.com\"}}'", port("user"));
-    println!("  2 payment        curl -s -X POST localhost:{}/process_payment {json} -d '{{\"order_id\": 123, \"amount\": 100.0}}'", port("payment"));
-    println!("  3 fan-out        curl -s -X PUT localhost:{}/products/1 {json} -d '{{\"name\": \"Updated Laptop\", \"stock\": 75}}'", port("product"));
-    println!("  4 report         curl -s -X POST localhost:{}/generate_report {json} -d '{{\"report_type\": \"monthly\"}}' --max-time 60", port("report"));
-    println!("  5 order saga     curl -s -X POST localhost:{}/create_order {json} -d '{{\"product_id\": 1, \"quantity\": 1}}'", port("order"));
-    println!("  6 click          curl -s -X POST localhost:{}/track_click {json} -d '{{\"user_id\": 123, \"page\": \"homepage\"}}'", port("analytics"));
+    println!(
+        "  1 registration   curl -s -X POST localhost:{}/register {json} -d '{{\"email\": \"user@example.com\"}}'",
+        port("user")
+    );
+    println!(
+        "  2 payment        curl -s -X POST localhost:{}/process_payment {json} -d '{{\"order_id\": 123, \"amount\": 100.0}}'",
+        port("payment")
+    );
+    println!(
+        "  3 fan-out        curl -s -X PUT localhost:{}/products/1 {json} -d '{{\"name\": \"Updated Laptop\", \"stock\": 75}}'",
+        port("product")
+    );
+    println!(
+        "  4 report         curl -s -X POST localhost:{}/generate_report {json} -d '{{\"report_type\": \"monthly\"}}' --max-time 60",
+        port("report")
+    );
+    println!(
+        "  5 order saga     curl -s -X POST localhost:{}/create_order {json} -d '{{\"product_id\": 1, \"quantity\": 1}}'",
+        port("order")
+    );
+    println!(
+        "  6 click          curl -s -X POST localhost:{}/track_click {json} -d '{{\"user_id\": 123, \"page\": \"homepage\"}}'",
+        port("analytics")
+    );
     println!();
     println!("  Ctrl-C stops every service after its requests in flight.");
     println!();

@@ -86,18 +86,19 @@ async fn log_update_handler(
     Ok(axum::Json(log_update(&ctx, &change).await?))
 }
 
-/// Logs a product update after the simulated cost (`ANALYTICS_DELAY_MS`).
+/// Logs a product update; the simulated cost (`ANALYTICS_DELAY_MS`) runs meanwhile.
 pub async fn log_update(ctx: &Ctx, change: &ProductChanged) -> Result<ProductUpdate> {
-    ctx.simulate_latency(ctx.settings.delays.analytics).await?;
-    let row = sqlx::query_as(
+    let query = sqlx::query_as(
         "INSERT INTO product_updates (product_id, name, stock) VALUES ($1, $2, $3)
          RETURNING id, product_id, name, stock, logged_at",
     )
     .bind(change.product_id)
     .bind(&change.name)
     .bind(change.stock)
-    .fetch_one(&ctx.db)
-    .await?;
+    .fetch_one(&ctx.db);
+    let row = ctx
+        .with_latency(ctx.settings.delays.analytics, async { Ok(query.await?) })
+        .await?;
     Ok(row)
 }
 

@@ -47,11 +47,10 @@ async fn invalidate_handler(
     Ok(axum::Json(invalidate(&ctx, &change).await?))
 }
 
-/// Drops the product's entry after the simulated cost (`CACHE_DELAY_MS`) and logs it.
+/// Drops the product's entry and logs it; the simulated cost (`CACHE_DELAY_MS`) runs meanwhile.
 pub async fn invalidate(ctx: &Ctx, change: &ProductChanged) -> Result<Invalidation> {
-    ctx.simulate_latency(ctx.settings.delays.cache).await?;
     let key = product_key(change.product_id);
-    let row = sqlx::query_as(
+    let query = sqlx::query_as(
         "WITH dropped AS (DELETE FROM entries WHERE key = $2 RETURNING key)
          INSERT INTO invalidations (product_id, key, entry_existed)
          VALUES ($1, $2, EXISTS (SELECT 1 FROM dropped))
@@ -59,8 +58,10 @@ pub async fn invalidate(ctx: &Ctx, change: &ProductChanged) -> Result<Invalidati
     )
     .bind(change.product_id)
     .bind(&key)
-    .fetch_one(&ctx.db)
-    .await?;
+    .fetch_one(&ctx.db);
+    let row = ctx
+        .with_latency(ctx.settings.delays.cache, async { Ok(query.await?) })
+        .await?;
     Ok(row)
 }
 

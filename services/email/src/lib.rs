@@ -48,17 +48,18 @@ async fn send_handler(
     Ok(axum::Json(send(&ctx, email).await?))
 }
 
-/// Sends one email: waits for the simulated SMTP server, then records it.
-/// The inbound side of either mode (an HTTP call, a queue message) ends here.
+/// Sends one email through the simulated SMTP server (`EMAIL_DELAY_MS`) and
+/// records it meanwhile; done when both are. The inbound side of either mode
+/// (an HTTP call, a queue message) ends here.
 pub async fn send(ctx: &Ctx, email: SendEmail) -> Result<EmailSent> {
-    ctx.simulate_latency(ctx.settings.delays.email).await?;
-    let (id, sent_at): (i64, DateTime<Utc>) =
-        sqlx::query_as("INSERT INTO emails (recipient, subject, user_id) VALUES ($1, $2, $3) RETURNING id, sent_at")
-            .bind(&email.to)
-            .bind(&email.subject)
-            .bind(email.user_id)
-            .fetch_one(&ctx.db)
-            .await?;
+    let record = sqlx::query_as("INSERT INTO emails (recipient, subject, user_id) VALUES ($1, $2, $3) RETURNING id, sent_at")
+        .bind(&email.to)
+        .bind(&email.subject)
+        .bind(email.user_id)
+        .fetch_one(&ctx.db);
+    let (id, sent_at): (i64, DateTime<Utc>) = ctx
+        .with_latency(ctx.settings.delays.email, async { Ok(record.await?) })
+        .await?;
     tracing::info!(email_id = id, user_id = email.user_id, "email sent");
     Ok(EmailSent {
         id,

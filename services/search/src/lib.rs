@@ -38,19 +38,20 @@ async fn index_handler(
     Ok(axum::Json(index(&ctx, &change).await?))
 }
 
-/// Re-indexes a product after the simulated indexing cost (`SEARCH_DELAY_MS`).
+/// Re-indexes a product; the simulated indexing cost (`SEARCH_DELAY_MS`) runs meanwhile.
 pub async fn index(ctx: &Ctx, change: &ProductChanged) -> Result<Document> {
-    ctx.simulate_latency(ctx.settings.delays.search).await?;
-    let doc = sqlx::query_as(
+    let query = sqlx::query_as(
         "INSERT INTO documents (product_id, name) VALUES ($1, $2)
          ON CONFLICT (product_id) DO UPDATE SET name = EXCLUDED.name, indexed_at = now()
          RETURNING product_id, name, indexed_at",
     )
     .bind(change.product_id)
     .bind(&change.name)
-    .fetch_one(&ctx.db)
-    .await?;
-    Ok(doc)
+    .fetch_one(&ctx.db);
+    let row = ctx
+        .with_latency(ctx.settings.delays.search, async { Ok(query.await?) })
+        .await?;
+    Ok(row)
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,491 @@
+//! `lab-load`: drives a running lab stack, one scenario at a time, and
+//! reports latency percentiles and throughput.
+//!
+//! Closed loop (`--clients N`): N clients, each sending its next request when
+//! the last one was answered; throughput is what the stack sustains.
+//! Open loop (`--rate R`): requests leave at R per second whatever the stack
+//! does, and each latency is measured from the moment its request was due,
+//! so a stalled stack shows as latency instead of as fewer requests
+//! (no coordinated omission).
+
+mod scenario;
+mod stats;
+
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use common::Mode;
+use indicatif::{ProgressBar, ProgressStyle};
+use scenario::Scenario;
+use stats::{Stats, human};
+
+#[derive(Parser)]
+#[command(about = "Load driver for the sync-vs-async lab")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Load one or more scenarios, one after another.
+    Run(RunArgs),
+    /// Resident memory of every running `*-service` process.
+    Memory,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Scenarios: 1-6, register, payment, fanout, report, order, click, or all.
+    #[arg(required = true, value_parser = Scenario::parse)]
+    scenarios: Vec<Vec<Scenario>>,
+    /// Which stack to load: sync (ports 8001-8010) or async (8101-8110).
+    #[arg(long, default_value = "sync", value_parser = parse_mode)]
+    mode: Mode,
+    /// Closed loop: this many concurrent clients.
+    #[arg(long, default_value_t = 20)]
+    clients: usize,
+    /// Open loop: this many requests per second instead of a fixed number of clients.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds of measured load per scenario.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of load before measuring starts (connections, pools and caches
+    /// warm up; closed-loop clients start spread over this time). Answers
+    /// during warm-up are counted apart, not in the latencies.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Host the stack listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    match s {
+        "sync" => Ok(Mode::Sync),
+        "async" => Ok(Mode::Async),
+        _ => Err("sync or async".into()),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Cmd::Run(args) => run(args).await,
+        Cmd::Memory => memory(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lab-load: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Target {
+    client: reqwest::Client,
+    base: String,
+    run_id: String,
+}
+
+impl Target {
+    async fn send(&self, scenario: Scenario, n: u64) -> Result<u16, String> {
+        let (method, path, body) = scenario.request(&self.run_id, n);
+        let response = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    "timeout".to_owned()
+                } else {
+                    "connection error".to_owned()
+                }
+            })?;
+        let status = response.status().as_u16();
+        // Read the whole answer: that is when the client has it.
+        response
+            .bytes()
+            .await
+            .map_err(|_| "body read error".to_owned())?;
+        Ok(status)
+    }
+}
+
+struct Report {
+    scenario: Scenario,
+    load: String,
+    stats: Stats,
+    elapsed: Duration,
+    expected: u16,
+    note: Option<String>,
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let scenarios: Vec<Scenario> = args.scenarios.into_iter().flatten().collect();
+    let concurrency = args.rate.map_or(args.clients, |_| 10_000);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(600))
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let mut reports = Vec::new();
+    for scenario in scenarios {
+        let spec = common::services::find(scenario.service()).context("known service")?;
+        let base = format!("http://{}:{}", args.host, spec.port(args.mode));
+        check_up(&client, &base, scenario, args.mode).await?;
+        let target = Arc::new(Target {
+            client: client.clone(),
+            base,
+            run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+        });
+        let clicks_before = if scenario == Scenario::Click {
+            stored_clicks(&target).await
+        } else {
+            None
+        };
+        let duration = Duration::from_secs_f64(args.duration);
+        let warmup = Duration::from_secs_f64(args.warmup);
+        let (run, load) = match args.rate {
+            Some(rate) => (
+                open_loop(&target, scenario, rate, warmup, duration).await,
+                format!("{rate}/s open"),
+            ),
+            None => (
+                closed_loop(&target, scenario, args.clients, warmup, duration).await,
+                format!("{} clients", args.clients),
+            ),
+        };
+        let Run {
+            stats,
+            warmup: warm,
+            elapsed,
+        } = run;
+        let expected = scenario.expected(args.mode);
+        let mut note = None;
+        if let (Some(before), Some(after)) = (clicks_before, stored_clicks(&target).await) {
+            // The stored count covers the warm-up too.
+            let answered = stats.statuses.get(&200).copied().unwrap_or(0)
+                + warm.statuses.get(&200).copied().unwrap_or(0);
+            let stored = after - before;
+            note = Some(format!(
+                "clicks answered 200: {answered}, stored: {stored}{}",
+                if stored == answered {
+                    " (all stored)"
+                } else {
+                    " (MISMATCH)"
+                }
+            ));
+        }
+        reports.push(Report {
+            scenario,
+            load,
+            stats,
+            elapsed,
+            expected,
+            note,
+        });
+    }
+    print_reports(args.mode, &reports);
+    Ok(())
+}
+
+async fn check_up(
+    client: &reqwest::Client,
+    base: &str,
+    scenario: Scenario,
+    mode: Mode,
+) -> anyhow::Result<()> {
+    let health: serde_json::Value = client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .with_context(|| {
+            format!(
+                "{} is not answering at {base}; start the stack first (scripts/lab.sh up)",
+                scenario.service()
+            )
+        })?
+        .json()
+        .await?;
+    if health["mode"] != mode.as_str() {
+        bail!("{base} runs in {} mode, not {mode}", health["mode"]);
+    }
+    Ok(())
+}
+
+async fn stored_clicks(target: &Target) -> Option<u64> {
+    let stats: serde_json::Value = target
+        .client
+        .get(format!("{}/clicks/stats", target.base))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    stats["total"].as_u64()
+}
+
+fn progress(scenario: Scenario, duration: Duration) -> ProgressBar {
+    let bar = ProgressBar::new(duration.as_millis() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {elapsed:>4} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{} {}", scenario.number(), scenario.name()));
+    bar
+}
+
+fn tick(bar: &ProgressBar, start: Instant, stats: &Mutex<Stats>) {
+    let count = stats.lock().map(|s| s.count()).unwrap_or(0);
+    let secs = start.elapsed().as_secs_f64().max(0.001);
+    bar.set_position(start.elapsed().as_millis() as u64);
+    bar.set_message(format!("{count} answers, {:.1}/s", count as f64 / secs));
+}
+
+/// `clients` loops, each sending its next request when the last is answered.
+/// Client `i` starts `i/clients` of the warm-up in, so they do not march in
+/// lockstep; what is answered before the warm-up ends is not measured.
+async fn closed_loop(
+    target: &Arc<Target>,
+    scenario: Scenario,
+    clients: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> Run {
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let warm = Arc::new(Mutex::new(Stats::default()));
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let begin = Instant::now();
+    let start = begin + warmup;
+    let deadline = start + duration;
+    let bar = progress(scenario, duration);
+    let workers: Vec<_> = (0..clients)
+        .map(|i| {
+            let (target, stats, warm, counter) = (
+                Arc::clone(target),
+                Arc::clone(&stats),
+                Arc::clone(&warm),
+                Arc::clone(&counter),
+            );
+            let offset = warmup.mul_f64(i as f64 / clients as f64);
+            tokio::spawn(async move {
+                tokio::time::sleep_until((begin + offset).into()).await;
+                while Instant::now() < deadline {
+                    let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let sent = Instant::now();
+                    let outcome = target.send(scenario, n).await;
+                    let latency = sent.elapsed();
+                    let into = if sent >= start { &stats } else { &warm };
+                    if let Ok(mut s) = into.lock() {
+                        s.record(latency, outcome);
+                    }
+                    count_if_in_window(&stats, start, deadline);
+                }
+            })
+        })
+        .collect();
+    let watcher = spawn_ticker(bar.clone(), start, Arc::clone(&stats));
+    for w in workers {
+        let _ = w.await;
+    }
+    let elapsed = duration;
+    watcher.abort();
+    let _ = watcher.await;
+    bar.finish_and_clear();
+    Run {
+        stats: take(stats),
+        warmup: take(warm),
+        elapsed,
+    }
+}
+
+/// Requests leave at `rate` per second; latency counts from when each was due.
+async fn open_loop(
+    target: &Arc<Target>,
+    scenario: Scenario,
+    rate: f64,
+    warmup: Duration,
+    duration: Duration,
+) -> Run {
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let warm = Arc::new(Mutex::new(Stats::default()));
+    let begin = Instant::now();
+    let start = begin + warmup;
+    let deadline = start + duration;
+    let bar = progress(scenario, duration);
+    let watcher = spawn_ticker(bar.clone(), start, Arc::clone(&stats));
+    let total = (rate * (warmup + duration).as_secs_f64()).round() as u64;
+    let mut inflight = Vec::new();
+    for n in 0..total {
+        let due = begin + Duration::from_secs_f64(n as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        let (target, into, stats) = (
+            Arc::clone(target),
+            Arc::clone(if due >= start { &stats } else { &warm }),
+            Arc::clone(&stats),
+        );
+        inflight.push(tokio::spawn(async move {
+            let outcome = target.send(scenario, n).await;
+            let latency = due.elapsed();
+            if let Ok(mut s) = into.lock() {
+                s.record(latency, outcome);
+            }
+            count_if_in_window(&stats, start, deadline);
+        }));
+    }
+    for task in inflight {
+        let _ = task.await;
+    }
+    let elapsed = duration;
+    watcher.abort();
+    let _ = watcher.await;
+    bar.finish_and_clear();
+    Run {
+        stats: take(stats),
+        warmup: take(warm),
+        elapsed,
+    }
+}
+
+/// Throughput counts answers that arrive between the end of the warm-up and
+/// the end of the measured duration, whenever their request left.
+fn count_if_in_window(stats: &Mutex<Stats>, start: Instant, deadline: Instant) {
+    let now = Instant::now();
+    if now >= start
+        && now <= deadline
+        && let Ok(mut s) = stats.lock()
+    {
+        s.in_window += 1;
+    }
+}
+
+/// What one scenario's load produced.
+struct Run {
+    stats: Stats,
+    /// Answers during the warm-up, kept apart.
+    warmup: Stats,
+    /// The measured window.
+    elapsed: Duration,
+}
+
+fn spawn_ticker(
+    bar: ProgressBar,
+    start: Instant,
+    stats: Arc<Mutex<Stats>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tick(&bar, start, &stats);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+/// The run's stats, once every task that recorded into them has finished.
+fn take(stats: Arc<Mutex<Stats>>) -> Stats {
+    let mutex = Arc::try_unwrap(stats).unwrap_or_else(|_| panic!("a load task outlived its run"));
+    mutex
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn print_reports(mode: Mode, reports: &[Report]) {
+    println!();
+    println!(
+        "{:<12} {:<5} {:<12} {:>8} {:>14} {:>7} {:>9} {:>10} {:>10} {:>10} {:>10}",
+        "scenario",
+        "mode",
+        "load",
+        "answers",
+        "expected",
+        "other",
+        "req/s",
+        "p50",
+        "p95",
+        "p99",
+        "max"
+    );
+    for r in reports {
+        let expected = r.stats.statuses.get(&r.expected).copied().unwrap_or(0);
+        let other = r.stats.count() - expected;
+        println!(
+            "{:<12} {:<5} {:<12} {:>8} {:>14} {:>7} {:>9.1} {:>10} {:>10} {:>10} {:>10}",
+            format!("{} {}", r.scenario.number(), r.scenario.name()),
+            mode.as_str(),
+            r.load,
+            r.stats.count(),
+            format!("{expected} x {}", r.expected),
+            other,
+            r.stats.in_window as f64 / r.elapsed.as_secs_f64(),
+            human(r.stats.quantile(0.50)),
+            human(r.stats.quantile(0.95)),
+            human(r.stats.quantile(0.99)),
+            human(r.stats.max()),
+        );
+        if other > 0 {
+            let statuses: Vec<String> = r
+                .stats
+                .statuses
+                .iter()
+                .filter(|(s, _)| **s != r.expected)
+                .map(|(s, n)| format!("{n} x {s}"))
+                .chain(r.stats.errors.iter().map(|(e, n)| format!("{n} x {e}")))
+                .collect();
+            println!("{:<12} unexpected: {}", "", statuses.join(", "));
+        }
+        if let Some(note) = &r.note {
+            println!("{:<12} {note}", "");
+        }
+    }
+    println!();
+}
+
+/// Resident memory of each running service process, from /proc.
+fn memory() -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let path = entry?.path();
+        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
+            continue;
+        };
+        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
+        let name = String::from_utf8_lossy(argv0)
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if !name.ends_with("-service") {
+            continue;
+        }
+        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+        let rss_kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        let pid = path
+            .file_name()
+            .and_then(|p| p.to_str())
+            .unwrap_or("?")
+            .to_owned();
+        rows.push((name, pid, rss_kb));
+    }
+    if rows.is_empty() {
+        bail!("no *-service process is running");
+    }
+    rows.sort();
+    println!("{:<20} {:>8} {:>10}", "process", "pid", "RSS");
+    for (name, pid, kb) in rows {
+        println!("{name:<20} {pid:>8} {:>7.1} MB", kb as f64 / 1024.0);
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! The six scenarios as the driver sends them, and the answer each expects.
+
+use common::Mode;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Register,
+    Payment,
+    Fanout,
+    Report,
+    Order,
+    Click,
+}
+
+pub const ALL: [Scenario; 6] = [
+    Scenario::Register,
+    Scenario::Payment,
+    Scenario::Fanout,
+    Scenario::Report,
+    Scenario::Order,
+    Scenario::Click,
+];
+
+impl Scenario {
+    pub fn parse(s: &str) -> Result<Vec<Scenario>, String> {
+        Ok(match s {
+            "all" => ALL.to_vec(),
+            "1" | "register" => vec![Scenario::Register],
+            "2" | "payment" => vec![Scenario::Payment],
+            "3" | "fanout" => vec![Scenario::Fanout],
+            "4" | "report" => vec![Scenario::Report],
+            "5" | "order" => vec![Scenario::Order],
+            "6" | "click" => vec![Scenario::Click],
+            other => {
+                return Err(format!(
+                    "unknown scenario {other}: use 1-6, register, payment, fanout, report, order, click or all"
+                ));
+            }
+        })
+    }
+
+    pub fn number(self) -> usize {
+        ALL.iter().position(|s| *s == self).unwrap_or(0) + 1
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Register => "register",
+            Scenario::Payment => "payment",
+            Scenario::Fanout => "fanout",
+            Scenario::Report => "report",
+            Scenario::Order => "order",
+            Scenario::Click => "click",
+        }
+    }
+
+    /// The service that answers the scenario's entry point.
+    pub fn service(self) -> &'static str {
+        match self {
+            Scenario::Register => "user",
+            Scenario::Payment => "payment",
+            Scenario::Fanout => "product",
+            Scenario::Report => "report",
+            Scenario::Order => "order",
+            Scenario::Click => "analytics",
+        }
+    }
+
+    /// The status the contract gives the scenario's normal answer. The sync
+    /// saga's 400 is its designed outcome, not an error.
+    pub fn expected(self, mode: Mode) -> u16 {
+        match (self, mode) {
+            (Scenario::Register, Mode::Sync) => 201,
+            (Scenario::Order, Mode::Sync) => 400,
+            (Scenario::Fanout | Scenario::Click, _)
+            | (Scenario::Payment | Scenario::Report, Mode::Sync) => 200,
+            (_, Mode::Async) => 202,
+        }
+    }
+
+    /// Method, path and body of request number `n` of a run.
+    pub fn request(self, run: &str, n: u64) -> (reqwest::Method, String, Value) {
+        use reqwest::Method;
+        match self {
+            Scenario::Register => (
+                Method::POST,
+                "/register".into(),
+                json!({"email": format!("load-{run}-{n}@example.com")}),
+            ),
+            Scenario::Payment => (
+                Method::POST,
+                "/process_payment".into(),
+                json!({"order_id": n, "amount": 100.0, "currency": "USD"}),
+            ),
+            Scenario::Fanout => {
+                let id = n % 3 + 1;
+                (
+                    Method::PUT,
+                    format!("/products/{id}"),
+                    json!({"name": format!("Product {id} rev {n}"), "stock": n % 100}),
+                )
+            }
+            Scenario::Report => (
+                Method::POST,
+                "/generate_report".into(),
+                json!({"report_type": "monthly"}),
+            ),
+            Scenario::Order => (
+                Method::POST,
+                "/create_order".into(),
+                json!({"product_id": 1, "quantity": 1}),
+            ),
+            Scenario::Click => (
+                Method::POST,
+                "/track_click".into(),
+                json!({"user_id": n % 10_000, "page": format!("page-{}", n % 20)}),
+            ),
+        }
+    }
+}

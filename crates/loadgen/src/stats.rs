@@ -1,0 +1,64 @@
+//! What one run of one scenario measured.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+pub struct Stats {
+    /// Latencies in microseconds, 1 µs to 1 h at 3 significant digits.
+    pub latency: Histogram<u64>,
+    pub statuses: BTreeMap<u16, u64>,
+    pub errors: BTreeMap<String, u64>,
+    /// Answers that arrived inside the measured window: throughput counts these.
+    pub in_window: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid histogram bounds"),
+            statuses: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            in_window: 0,
+        }
+    }
+}
+
+impl Stats {
+    pub fn record(&mut self, latency: Duration, outcome: Result<u16, String>) {
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.latency.saturating_record(micros);
+        match outcome {
+            Ok(status) => *self.statuses.entry(status).or_default() += 1,
+            Err(e) => *self.errors.entry(e).or_default() += 1,
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.latency.len()
+    }
+
+    pub fn quantile(&self, q: f64) -> Duration {
+        Duration::from_micros(self.latency.value_at_quantile(q))
+    }
+
+    pub fn max(&self) -> Duration {
+        Duration::from_micros(self.latency.max())
+    }
+}
+
+/// `503.2 ms`, `2.01 s`, `840 µs`.
+pub fn human(d: Duration) -> String {
+    let micros = d.as_micros();
+    if micros < 1_000 {
+        format!("{micros} µs")
+    } else if micros < 10_000_000 {
+        format!("{:.1} ms", micros as f64 / 1000.0)
+    } else {
+        format!("{:.2} s", d.as_secs_f64())
+    }
+}
