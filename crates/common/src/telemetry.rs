@@ -1,5 +1,6 @@
 //! Tracing, installed once per process however many services it runs.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
@@ -14,7 +15,11 @@ pub fn init(format: LogFormat) {
     INSTALLED.get_or_init(|| {
         let filter = EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-        let builder = tracing_subscriber::fmt().with_env_filter(filter);
+        // Colours only for a person at a terminal, not in files or pipes.
+        let ansi = std::io::stdout().is_terminal();
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(ansi);
         // A test process may already have a subscriber; keeping it is fine.
         let _ = match format {
             LogFormat::Pretty => builder.try_init(),

@@ -86,3 +86,51 @@ impl Drop for Held {
         self.0.decrement(1.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn gauge(text: &str, name: &str) -> f64 {
+        let prefix = format!("{name}{{service=\"pool-test\",mode=\"{MODE}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_makes_requests_wait_and_the_gauges_show_it() {
+        crate::metrics::install();
+        let workers = Workers::new("pool-test", 2);
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        let tasks: Vec<_> = (0..5)
+            .map(|_| {
+                let (workers, rx) = (workers.clone(), Arc::clone(&rx));
+                tokio::spawn(
+                    async move { workers.run(move || rx.lock().map(|r| r.recv()).ok()).await },
+                )
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let text = crate::metrics::render("pool-test");
+        assert_eq!(gauge(&text, "sync_workers_max"), 2.0, "{text}");
+        assert_eq!(gauge(&text, "sync_workers_busy"), 2.0, "{text}");
+        assert_eq!(gauge(&text, "sync_workers_waiting"), 3.0, "{text}");
+        assert_eq!(workers.available(), 0);
+
+        for _ in 0..5 {
+            tx.send(()).expect("a worker is listening");
+        }
+        for t in tasks {
+            t.await.expect("task").expect("work ran");
+        }
+        let text = crate::metrics::render("pool-test");
+        assert_eq!(gauge(&text, "sync_workers_busy"), 0.0, "{text}");
+        assert_eq!(gauge(&text, "sync_workers_waiting"), 0.0, "{text}");
+    }
+}

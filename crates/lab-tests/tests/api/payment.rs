@@ -112,3 +112,25 @@ async fn unknown_and_malformed_payment_ids() {
     assert_eq!(status, 400, "{body}");
     assert!(body["detail"].is_string());
 }
+
+#[tokio::test]
+async fn with_every_sync_worker_busy_a_request_waits_for_one() {
+    let stack = Stack::builder()
+        .var("PAYMENT_DELAY_MS", "300")
+        .service_var("payment", "SYNC_WORKERS", "1")
+        .start()
+        .await;
+
+    let started = Instant::now();
+    let first = stack.post("payment", "/process_payment", json!({"amount": 1.0}));
+    let second = stack.post("payment", "/process_payment", json!({"amount": 2.0}));
+    let ((s1, _), (s2, _)) = tokio::join!(first, second);
+    let elapsed = started.elapsed();
+
+    assert_eq!((s1, s2), (200, 200));
+    // One worker thread: the second external call could only start after the first.
+    assert!(
+        elapsed >= Duration::from_millis(600),
+        "both answered after {elapsed:?}"
+    );
+}
