@@ -191,14 +191,8 @@ impl Stack {
         path: &str,
         body: serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .post(self.url(service, path))
-            .json(&body)
-            .send()
+        self.send(self.http.post(self.url(service, path)).json(&body))
             .await
-            .expect("request sent");
-        read(response).await
     }
 
     pub async fn put(
@@ -207,24 +201,22 @@ impl Stack {
         path: &str,
         body: serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .put(self.url(service, path))
-            .json(&body)
-            .send()
+        self.send(self.http.put(self.url(service, path)).json(&body))
             .await
-            .expect("request sent");
-        read(response).await
     }
 
     pub async fn get(&self, service: &str, path: &str) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .get(self.url(service, path))
-            .send()
-            .await
-            .expect("request sent");
-        read(response).await
+        self.send(self.http.get(self.url(service, path))).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("body read");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// Stops a service gracefully (requests in flight finish) and frees its port.
@@ -256,13 +248,6 @@ impl Stack {
             .await
             .expect("connect to test database")
     }
-}
-
-async fn read(response: reqwest::Response) -> (u16, serde_json::Value) {
-    let status = response.status().as_u16();
-    let bytes = response.bytes().await.expect("body read");
-    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-    (status, body)
 }
 
 impl Drop for Stack {

@@ -294,18 +294,7 @@ async fn closed_loop(
         })
         .collect();
     let watcher = spawn_ticker(bar.clone(), start, Arc::clone(&stats));
-    for w in workers {
-        let _ = w.await;
-    }
-    let elapsed = duration;
-    watcher.abort();
-    let _ = watcher.await;
-    bar.finish_and_clear();
-    Run {
-        stats: take(stats),
-        warmup: take(warm),
-        elapsed,
-    }
+    finish(workers, watcher, bar, stats, warm, duration).await
 }
 
 /// Requests leave at `rate` per second; latency counts from when each was due.
@@ -342,17 +331,28 @@ async fn open_loop(
             count_if_in_window(&stats, start, deadline);
         }));
     }
-    for task in inflight {
+    finish(inflight, watcher, bar, stats, warm, duration).await
+}
+
+/// Waits for every request task, stops the progress bar, and hands over what was measured.
+async fn finish(
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    watcher: tokio::task::JoinHandle<()>,
+    bar: ProgressBar,
+    stats: Arc<Mutex<Stats>>,
+    warm: Arc<Mutex<Stats>>,
+    duration: Duration,
+) -> Run {
+    for task in tasks {
         let _ = task.await;
     }
-    let elapsed = duration;
     watcher.abort();
     let _ = watcher.await;
     bar.finish_and_clear();
     Run {
         stats: take(stats),
         warmup: take(warm),
-        elapsed,
+        elapsed: duration,
     }
 }
 
