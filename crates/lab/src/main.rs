@@ -78,7 +78,7 @@ async fn status() -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
-    println!("{:<10} {:>5}  {}", "service", "port", "state");
+    println!("{:<10} {:>5}  state", "service", "port");
     for spec in &SERVICES {
         let state = if answers(&client, spec).await {
             "up"
@@ -204,7 +204,7 @@ fn banner(chosen: &[&ServiceSpec], settings: &Settings) {
     }
     let skipped: Vec<_> = SERVICES
         .iter()
-        .filter(|s| !chosen.contains(&s))
+        .filter(|s| !chosen.contains(s))
         .map(|s| s.name)
         .collect();
     if !skipped.is_empty() {
