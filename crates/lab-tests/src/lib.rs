@@ -242,6 +242,21 @@ impl Stack {
         self.running.insert(name, Running::spawn(app));
     }
 
+    /// Drops the test's database under the running services, closing their
+    /// connections: what a lost database looks like to them.
+    pub async fn lose_database(&self) {
+        let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+            .await
+            .expect("connect to Postgres");
+        sqlx::query(&format!(
+            r#"DROP DATABASE "{}" WITH (FORCE)"#,
+            self.database
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("drop test database");
+    }
+
     /// A connection to the test's database, for checks no endpoint offers.
     pub async fn db(&self) -> PgConnection {
         PgConnection::connect(&format!("{}/{}", server_url(), self.database))

@@ -19,6 +19,31 @@ async fn every_service_is_healthy_and_ready() {
 }
 
 #[tokio::test]
+async fn without_its_database_a_service_is_alive_but_not_ready() {
+    let stack = Stack::start().await;
+
+    stack.lose_database().await;
+
+    let (status, health) = stack.get("analytics", "/health").await;
+    assert_eq!(status, 200, "{health}");
+    let (status, ready) = stack.get("analytics", "/ready").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["checks"]["database"], "unreachable");
+    let (status, body) = stack
+        .post(
+            "analytics",
+            "/track_click",
+            json!({"user_id": 1, "page": "home"}),
+        )
+        .await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(
+        body["detail"], "internal server error",
+        "no internals shown"
+    );
+}
+
+#[tokio::test]
 async fn metrics_count_requests_by_route_and_status() {
     let stack = Stack::start().await;
     stack
