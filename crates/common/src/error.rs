@@ -54,8 +54,28 @@ impl Error {
 }
 
 impl From<sqlx::Error> for Error {
+    /// Losing the database is a fault of a dependency, like a service being
+    /// down: 503, logged with its cause. Anything else it says is a 500.
     fn from(e: sqlx::Error) -> Self {
+        if database_unreachable(&e) {
+            tracing::error!(error = %e, "database unavailable");
+            return Error::Unavailable("database unavailable".into());
+        }
         Error::Internal(e.into())
+    }
+}
+
+fn database_unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_) => true,
+        // 08: connection exception; 57P: operator intervention (shutdown); 3D000: no such database.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "3D000"),
+        _ => false,
     }
 }
 

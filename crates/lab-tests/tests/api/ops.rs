@@ -36,11 +36,8 @@ async fn without_its_database_a_service_is_alive_but_not_ready() {
             json!({"user_id": 1, "page": "home"}),
         )
         .await;
-    assert_eq!(status, 500, "{body}");
-    assert_eq!(
-        body["detail"], "internal server error",
-        "no internals shown"
-    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["detail"], "database unavailable", "no internals shown");
 }
 
 #[tokio::test]
