@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use common::messages::{PaymentRequest, PaymentResult};
+use common::messages::PaymentRequest;
 use common::{Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
 use serde::Serialize;
 use serde_json::json;
@@ -55,17 +55,6 @@ impl Payment {
         body["amount"] = json!(self.amount_cents as f64 / 100.0);
         body["status_url"] = json!(format!("/payments/{}", self.id));
         body
-    }
-
-    pub fn result(&self) -> PaymentResult {
-        PaymentResult {
-            payment_id: self.id,
-            status: self.status.clone(),
-            transaction_id: self.transaction_id.clone(),
-            order_id: self.order_id,
-            amount: self.amount_cents as f64 / 100.0,
-            currency: self.currency.clone(),
-        }
     }
 }
 
