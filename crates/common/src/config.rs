@@ -67,6 +67,9 @@ pub struct Settings {
     pub report_iterations: Option<u64>,
     /// `COMPENSATION_RETRY_MS`: how often the order service retries a release that failed.
     pub compensation_retry: Duration,
+    /// `SAGA_STALE_AFTER_MS`: a saga still pending after this long was cut off
+    /// (its order service stopped mid-saga); it is failed and its stock released.
+    pub saga_stale_after: Duration,
     /// `<NAME>_SERVICE_URL` for every service.
     urls: HashMap<&'static str, String>,
 }
@@ -138,6 +141,7 @@ impl Settings {
             report_iterations: env
                 .optional("REPORT_ITERATIONS", "a whole number of SHA-256 rounds")?,
             compensation_retry: millis("COMPENSATION_RETRY_MS", 2_000)?,
+            saga_stale_after: millis("SAGA_STALE_AFTER_MS", 600_000)?,
             urls,
         })
     }

@@ -2,6 +2,11 @@
 //! failed because inventory was down), retried every `COMPENSATION_RETRY_MS`
 //! until inventory takes them. Release and commit are idempotent, so a retry
 //! can never return stock twice: stock is never left reserved for long.
+//!
+//! A saga cut off by a crash of the order service stays `pending`; once it is
+//! older than `SAGA_STALE_AFTER_MS` (far longer than a saga can run: three
+//! calls of at most `OUTBOUND_TIMEOUT_MS` each) it is failed and its release
+//! owed. Its payment, if one was made, is not refunded: the lab has no refunds.
 
 use common::messages::Reservation;
 use common::{Ctx, Result};
@@ -21,7 +26,36 @@ pub async fn run(ctx: Ctx) {
     }
 }
 
+/// Fails sagas cut off mid-way and owes their release.
+async fn abandon_stale(ctx: &Ctx) -> Result<()> {
+    let mut tx = ctx.db.begin().await?;
+    let stale: Vec<i64> = sqlx::query_scalar(
+        "UPDATE orders SET status = 'failed', failure_reason = 'saga interrupted', followup = 'release', updated_at = now()
+         WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1) RETURNING id",
+    )
+    .bind(ctx.settings.saga_stale_after.as_secs_f64())
+    .fetch_all(&mut *tx)
+    .await?;
+    for id in &stale {
+        saga::step(
+            &mut *tx,
+            *id,
+            "order_failed",
+            "done",
+            Some("saga interrupted; stock release owed"),
+        )
+        .await?;
+        tracing::warn!(
+            order_id = id,
+            "saga interrupted mid-way; failing it and releasing its stock"
+        );
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 async fn retry_owed(ctx: &Ctx) -> Result<()> {
+    abandon_stale(ctx).await?;
     let owed: Vec<(i64, String)> = sqlx::query_as(
         "SELECT id, followup FROM orders WHERE followup IS NOT NULL ORDER BY id LIMIT 100",
     )

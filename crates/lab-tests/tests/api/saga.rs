@@ -376,3 +376,46 @@ async fn a_release_owed_while_inventory_is_down_is_made_when_it_returns() {
         "exactly the reserved units came back"
     );
 }
+
+#[tokio::test]
+async fn a_saga_cut_off_by_a_crash_is_failed_later_and_its_stock_released() {
+    let stack = Stack::builder()
+        .service_var("order", "SAGA_STALE_AFTER_MS", "300")
+        .start()
+        .await;
+    let before = stock(&stack, 1).await;
+    // What a crash between "reserved" and "paid" leaves behind: a pending
+    // order, and its stock held by inventory.
+    let mut db = stack.db().await;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO order_service.orders (product_id, quantity, amount_cents, status)
+         VALUES (1, 3, 3000, 'pending') RETURNING id",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    let (status, _) = stack
+        .post(
+            "inventory",
+            "/reservations",
+            json!({"order_id": id, "product_id": 1, "quantity": 3}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(stock(&stack, 1).await, (before.0 - 3, 3));
+
+    let order = eventually(Duration::from_secs(10), || async {
+        let (_, order) = stack.get("order", &format!("/orders/{id}")).await;
+        (order["status"] == "failed" && order["followup"].is_null()).then_some(order)
+    })
+    .await
+    .expect("the stale saga was failed and its release made");
+
+    assert_eq!(order["failure_reason"], "saga interrupted");
+    assert_eq!(steps(&order).last().unwrap(), "stock_released:ok");
+    assert_eq!(
+        stock(&stack, 1).await,
+        before,
+        "exactly the held units came back"
+    );
+}
