@@ -40,6 +40,16 @@ async fn without_its_database_a_service_is_alive_but_not_ready() {
     assert_eq!(body["detail"], "database unavailable", "no internals shown");
 }
 
+async fn metrics(stack: &Stack, service: &str) -> String {
+    let response = stack
+        .http()
+        .get(stack.url(service, "/metrics"))
+        .send()
+        .await
+        .unwrap();
+    response.text().await.unwrap()
+}
+
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_status() {
     let stack = Stack::start().await;
@@ -57,24 +67,8 @@ async fn metrics_count_requests_by_route_and_status() {
         .post("user", "/register", json!({"email": "m@example.com"}))
         .await;
 
-    let text = stack
-        .http()
-        .get(stack.url("analytics", "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let user_text = stack
-        .http()
-        .get(stack.url("user", "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics(&stack, "analytics").await;
+    let user_text = metrics(&stack, "user").await;
 
     // The recorder is one per process and other tests run alongside: look
     // for the series, not for exact counts.
