@@ -196,48 +196,6 @@ async fn release_handler(
     Ok(axum::Json(release(&ctx, order_id).await?))
 }
 
-/// Compensation: returns exactly what the order reserved, once. Releasing
-/// twice, or an order that reserved nothing, returns nothing more.
-pub async fn release(ctx: &Ctx, order_id: i64) -> Result<Reservation> {
-    let mut tx = ctx.db.begin().await?;
-    let Some(row) = fetch(&mut tx, order_id).await? else {
-        // Nothing reserved (yet): leave a tombstone so a late reservation is refused.
-        let tombstone: Row = sqlx::query_as(
-            "INSERT INTO reservations (order_id, quantity, status) VALUES ($1, 0, 'released')
-             ON CONFLICT (order_id) DO UPDATE SET updated_at = now()
-             RETURNING order_id, product_id, quantity, status",
-        )
-        .bind(order_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        return Ok(tombstone.view(0));
-    };
-    match row.status.as_str() {
-        "released" => Ok(row.view(0)),
-        "committed" => Err(Refusal::OrderClosed { status: row.status }.into()),
-        _ => {
-            sqlx::query("UPDATE stock SET available = available + $2, reserved = reserved - $2, updated_at = now() WHERE product_id = $1")
-                .bind(row.product_id)
-                .bind(row.quantity)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE reservations SET status = 'released', updated_at = now() WHERE order_id = $1")
-                .bind(order_id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            tracing::info!(order_id, quantity = row.quantity, "stock released");
-            let quantity = row.quantity;
-            Ok(Row {
-                status: "released".into(),
-                ..row
-            }
-            .view(quantity))
-        }
-    }
-}
-
 async fn commit_handler(
     State(ctx): State<Ctx>,
     PathParam(order_id): PathParam<i64>,
@@ -245,33 +203,100 @@ async fn commit_handler(
     Ok(axum::Json(commit(&ctx, order_id).await?))
 }
 
+/// Compensation: returns exactly what the order reserved, once. Releasing
+/// twice, or an order that reserved nothing, returns nothing more.
+pub async fn release(ctx: &Ctx, order_id: i64) -> Result<Reservation> {
+    close(ctx, order_id, Close::Release).await
+}
+
 /// The order is paid: the reserved units leave the stock for good. Idempotent.
 pub async fn commit(ctx: &Ctx, order_id: i64) -> Result<Reservation> {
-    let mut tx = ctx.db.begin().await?;
-    let row = fetch(&mut tx, order_id)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("reservation of order {order_id}")))?;
-    match row.status.as_str() {
-        "committed" => Ok(row.view(0)),
-        "released" => Err(Refusal::OrderClosed { status: row.status }.into()),
-        _ => {
-            sqlx::query("UPDATE stock SET reserved = reserved - $2, updated_at = now() WHERE product_id = $1")
-                .bind(row.product_id)
-                .bind(row.quantity)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("UPDATE reservations SET status = 'committed', updated_at = now() WHERE order_id = $1")
-                .bind(order_id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            Ok(Row {
-                status: "committed".into(),
-                ..row
-            }
-            .view(0))
+    close(ctx, order_id, Close::Commit).await
+}
+
+/// The two ways a reservation ends.
+#[derive(Clone, Copy)]
+enum Close {
+    /// The units go back to `available`.
+    Release,
+    /// The units leave the stock.
+    Commit,
+}
+
+impl Close {
+    fn status(self) -> &'static str {
+        match self {
+            Close::Release => "released",
+            Close::Commit => "committed",
         }
     }
+
+    fn stock_update(self) -> &'static str {
+        match self {
+            Close::Release => {
+                "UPDATE stock SET available = available + $2, reserved = reserved - $2, updated_at = now() WHERE product_id = $1"
+            }
+            Close::Commit => {
+                "UPDATE stock SET reserved = reserved - $2, updated_at = now() WHERE product_id = $1"
+            }
+        }
+    }
+}
+
+/// Ends an order's reservation one way, once: asking again answers the same,
+/// asking the other way after it ended is refused.
+async fn close(ctx: &Ctx, order_id: i64, how: Close) -> Result<Reservation> {
+    let mut tx = ctx.db.begin().await?;
+    let Some(row) = fetch(&mut tx, order_id).await? else {
+        return match how {
+            Close::Commit => Err(Error::not_found(format!("reservation of order {order_id}"))),
+            // Nothing reserved (yet): leave a tombstone so a late reservation is refused.
+            Close::Release => {
+                let tombstone: Row = sqlx::query_as(
+                    "INSERT INTO reservations (order_id, quantity, status) VALUES ($1, 0, 'released')
+                     ON CONFLICT (order_id) DO UPDATE SET updated_at = now()
+                     RETURNING order_id, product_id, quantity, status",
+                )
+                .bind(order_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(tombstone.view(0))
+            }
+        };
+    };
+    if row.status == how.status() {
+        return Ok(row.view(0));
+    }
+    if row.status != "reserved" {
+        return Err(Refusal::OrderClosed { status: row.status }.into());
+    }
+    sqlx::query(how.stock_update())
+        .bind(row.product_id)
+        .bind(row.quantity)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1")
+        .bind(order_id)
+        .bind(how.status())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    tracing::info!(
+        order_id,
+        quantity = row.quantity,
+        outcome = how.status(),
+        "reservation closed"
+    );
+    let released = match how {
+        Close::Release => row.quantity,
+        Close::Commit => 0,
+    };
+    Ok(Row {
+        status: how.status().into(),
+        ..row
+    }
+    .view(released))
 }
 
 async fn get_reservation(

@@ -7,6 +7,7 @@
 mod bad_input;
 mod clicks;
 mod fanout;
+mod inventory;
 mod ops;
 mod payment;
 mod registration;

@@ -1,0 +1,110 @@
+//! Inventory's reservation rules, which the saga's correctness rests on:
+//! one reservation per order, and releases and commits that happen once.
+
+use lab_tests::Stack;
+use serde_json::json;
+
+async fn stock(stack: &Stack) -> (i64, i64) {
+    let (_, s) = stack.get("inventory", "/stock/2").await;
+    (
+        s["available"].as_i64().unwrap(),
+        s["reserved"].as_i64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_reservation_is_held_once_and_released_once() {
+    let stack = Stack::start().await;
+    stack
+        .put("inventory", "/stock/2", json!({"available": 10}))
+        .await;
+    let reserve = json!({"order_id": 7, "product_id": 2, "quantity": 4});
+
+    let (first, _) = stack
+        .post("inventory", "/reservations", reserve.clone())
+        .await;
+    let (again, held) = stack.post("inventory", "/reservations", reserve).await;
+    assert_eq!(
+        (first, again),
+        (201, 200),
+        "asking again returns the same reservation"
+    );
+    assert_eq!(held["quantity"], 4);
+    assert_eq!(stock(&stack).await, (6, 4));
+
+    let (_, released) = stack
+        .post("inventory", "/reservations/7/release", json!({}))
+        .await;
+    let (_, twice) = stack
+        .post("inventory", "/reservations/7/release", json!({}))
+        .await;
+    assert_eq!(released["released_quantity"], 4);
+    assert_eq!(
+        twice["released_quantity"], 0,
+        "a second release returns nothing more"
+    );
+    assert_eq!(stock(&stack).await, (10, 0));
+
+    let (status, body) = stack
+        .post("inventory", "/reservations/7/commit", json!({}))
+        .await;
+    assert_eq!(
+        status, 409,
+        "a released reservation cannot be committed: {body}"
+    );
+}
+
+#[tokio::test]
+async fn a_commit_happens_once_and_cannot_be_released() {
+    let stack = Stack::start().await;
+    stack
+        .put("inventory", "/stock/2", json!({"available": 10}))
+        .await;
+    stack
+        .post(
+            "inventory",
+            "/reservations",
+            json!({"order_id": 8, "product_id": 2, "quantity": 3}),
+        )
+        .await;
+
+    let (first, _) = stack
+        .post("inventory", "/reservations/8/commit", json!({}))
+        .await;
+    let (again, _) = stack
+        .post("inventory", "/reservations/8/commit", json!({}))
+        .await;
+    assert_eq!((first, again), (200, 200));
+    assert_eq!(stock(&stack).await, (7, 0), "the units left the stock once");
+    let (status, _) = stack
+        .post("inventory", "/reservations/8/release", json!({}))
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(stock(&stack).await, (7, 0));
+}
+
+#[tokio::test]
+async fn a_release_before_the_reservation_refuses_the_late_reservation() {
+    let stack = Stack::start().await;
+    stack
+        .put("inventory", "/stock/2", json!({"available": 10}))
+        .await;
+
+    // The saga gave up on a reservation whose request timed out, and released...
+    let (status, tombstone) = stack
+        .post("inventory", "/reservations/9/release", json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(tombstone["released_quantity"], 0);
+    // ...then the slow reservation arrives.
+    let (status, body) = stack
+        .post(
+            "inventory",
+            "/reservations",
+            json!({"order_id": 9, "product_id": 2, "quantity": 5}),
+        )
+        .await;
+
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(stock(&stack).await, (10, 0), "nothing left held");
+}
