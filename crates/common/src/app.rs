@@ -34,6 +34,8 @@ pub struct ServiceDef {
     pub migrator: &'static Migrator,
     /// The service's own routes, with their state applied.
     pub routes: fn(Ctx) -> Router,
+    /// What it consumes in async mode (empty in sync mode).
+    pub consumers: &'static [crate::events::Consumer],
 }
 
 /// What every handler of a service can reach.
@@ -46,6 +48,8 @@ pub struct Ctx {
     pub outbound: Arc<Outbound>,
     /// Cancelled when the service starts shutting down; background tasks watch it.
     pub shutdown: CancellationToken,
+    #[cfg(feature = "async")]
+    pub bus: crate::bus::Bus,
 }
 
 impl Ctx {
@@ -55,8 +59,17 @@ impl Ctx {
 
     /// Simulates a slow external dependency (an SMTP server, a payment API).
     /// In sync mode it holds a worker thread for `delay`, as a blocking call would.
+    #[cfg(not(feature = "async"))]
     pub async fn simulate_latency(&self, delay: Duration) -> crate::Result<()> {
         self.workers.run(move || std::thread::sleep(delay)).await
+    }
+
+    /// Simulates a slow external dependency (an SMTP server, a payment API).
+    /// In async mode it is an awaited timer: no thread waits.
+    #[cfg(feature = "async")]
+    pub async fn simulate_latency(&self, delay: Duration) -> crate::Result<()> {
+        tokio::time::sleep(delay).await;
+        Ok(())
     }
 
     /// Does `effect` (the service's own bookkeeping, e.g. recording the sent
@@ -135,11 +148,15 @@ impl Application {
         let ctx = Ctx {
             spec: def.spec,
             workers: Workers::new(name, settings.sync_workers),
-            settings,
             db,
             outbound: Arc::new(outbound),
             shutdown: CancellationToken::new(),
+            #[cfg(feature = "async")]
+            bus: crate::bus::Bus::new(name, &settings.broker),
+            settings,
         };
+        #[cfg(feature = "async")]
+        crate::bus::Bus::start(&ctx, def.consumers);
         let router = with_common_parts((def.routes)(ctx.clone()), &ctx);
         let port = listener.local_addr()?.port();
         Ok(Application {
@@ -278,7 +295,7 @@ async fn health(State(ctx): State<Ctx>) -> Response {
         .into_response()
 }
 
-/// 200 only when the database answers (and, in async mode, the broker).
+/// 200 only when the database answers (and, in async mode, the broker is connected).
 async fn ready(State(ctx): State<Ctx>) -> Response {
     let ping = tokio::time::timeout(
         Duration::from_secs(2),
@@ -290,11 +307,28 @@ async fn ready(State(ctx): State<Ctx>) -> Response {
         Ok(Err(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unreachable"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "timed out"),
     };
+    #[allow(unused_mut)]
+    let mut checks = json!({ "database": database });
+    #[cfg(feature = "async")]
+    let status = {
+        let connected = ctx.bus.connected();
+        checks["broker"] = if connected {
+            "connected"
+        } else {
+            "unreachable"
+        }
+        .into();
+        if connected {
+            status
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
     let body = json!({
         "status": if status.is_success() { "ready" } else { "not ready" },
         "service": ctx.name(),
         "mode": MODE.as_str(),
-        "checks": { "database": database },
+        "checks": checks,
     });
     (status, axum::Json(body)).into_response()
 }

@@ -39,6 +39,32 @@ pub struct Delays {
     pub analytics: Duration,
 }
 
+/// Async-mode settings: the broker, the consumers and the outbox relay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Broker {
+    /// `AMQP_URL`, e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub url: String,
+    /// `BROKER_PREFIX`: the first part of every exchange and queue name, so
+    /// that several stacks (or tests) can share one broker.
+    pub prefix: String,
+    /// `CONSUMER_PREFETCH`: unacknowledged messages a consumer may hold.
+    pub prefetch: u16,
+    /// `CONSUMER_MAX_ATTEMPTS`: tries of a failing message before it is dead-lettered.
+    pub max_attempts: u32,
+    /// `CONSUMER_RETRY_BASE_MS`: first retry delay; it doubles on each retry.
+    pub retry_base: Duration,
+    /// `BROKER_RECONNECT_MS`: pause between connection attempts.
+    pub reconnect: Duration,
+    /// `RELAY_POLL_MS`: how often the outbox relay looks for rows nobody told it about.
+    pub relay_poll: Duration,
+    /// `REPORT_WORKERS`: reports hashed at once (default: the number of cores).
+    pub report_workers: u16,
+    /// `CLICK_BATCH_SIZE`: most clicks published or stored as one batch.
+    pub click_batch_size: u16,
+    /// `CLICK_BATCH_MS`: longest wait for a batch of stored clicks to fill.
+    pub click_batch_wait: Duration,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// `BIND_HOST`: address to listen on.
@@ -70,6 +96,8 @@ pub struct Settings {
     /// `SAGA_STALE_AFTER_MS`: a saga still pending after this long was cut off
     /// (its order service stopped mid-saga); it is failed and its stock released.
     pub saga_stale_after: Duration,
+    /// Async mode: how services reach RabbitMQ and what they tune there.
+    pub broker: Broker,
     /// `<NAME>_SERVICE_URL` for every service.
     urls: HashMap<&'static str, String>,
 }
@@ -142,6 +170,22 @@ impl Settings {
                 .optional("REPORT_ITERATIONS", "a whole number of SHA-256 rounds")?,
             compensation_retry: millis("COMPENSATION_RETRY_MS", 2_000)?,
             saga_stale_after: millis("SAGA_STALE_AFTER_MS", 600_000)?,
+            broker: Broker {
+                url: env.string("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+                prefix: env.string("BROKER_PREFIX", "lab"),
+                prefetch: env.positive("CONSUMER_PREFETCH", 10)?,
+                max_attempts: env.positive("CONSUMER_MAX_ATTEMPTS", 5)?,
+                retry_base: millis("CONSUMER_RETRY_BASE_MS", 200)?,
+                reconnect: millis("BROKER_RECONNECT_MS", 500)?,
+                relay_poll: millis("RELAY_POLL_MS", 1_000)?,
+                report_workers: env.positive(
+                    "REPORT_WORKERS",
+                    std::thread::available_parallelism()
+                        .map_or(1, |n| u16::try_from(n.get()).unwrap_or(u16::MAX)),
+                )?,
+                click_batch_size: env.positive("CLICK_BATCH_SIZE", 500)?,
+                click_batch_wait: millis("CLICK_BATCH_MS", 20)?,
+            },
             urls,
         })
     }

@@ -47,3 +47,8 @@ pub async fn scope(req: Request, next: Next) -> Response {
         .to_owned();
     TASK_ID.scope(id, next.run(req)).await
 }
+
+/// Runs `work` with `id` as its correlation id (a consumer handling a message).
+pub async fn scoped<F: std::future::Future>(id: String, work: F) -> F::Output {
+    TASK_ID.scope(id, work).await
+}

@@ -7,7 +7,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::migrate::Migrator;
+use futures_util::future::BoxFuture;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
@@ -70,14 +72,32 @@ pub fn pool(settings: &Settings, schema: &str) -> anyhow::Result<PgPool> {
 }
 
 /// Creates `schema` if needed and runs the service's migrations inside it.
+/// In async mode the messaging tables (outbox, inbox) are added to each schema.
 pub async fn migrate(pool: &PgPool, schema: &str, migrator: &Migrator) -> anyhow::Result<()> {
     let mut conn = pool.acquire().await.context("cannot connect to Postgres")?;
     create_schema(&mut conn, schema).await?;
-    migrator
+    let mut migrations: Vec<Migration> = migrator.iter().cloned().collect();
+    if cfg!(feature = "async") {
+        migrations.extend(MESSAGING.iter().cloned());
+    }
+    Migrator::new(Migrations(migrations))
+        .await?
         .run(&mut *conn)
         .await
         .with_context(|| format!("migrations of schema {schema} failed"))?;
     Ok(())
+}
+
+/// Version 1000 and up, so they never collide with a service's own.
+static MESSAGING: Migrator = sqlx::migrate!();
+
+#[derive(Debug)]
+struct Migrations(Vec<Migration>);
+
+impl MigrationSource<'static> for Migrations {
+    fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async move { Ok(self.0) })
+    }
 }
 
 async fn create_schema(conn: &mut PgConnection, schema: &str) -> anyhow::Result<()> {

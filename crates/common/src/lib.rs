@@ -4,16 +4,20 @@
 //! seam reports what it achieved.
 
 pub mod app;
+#[cfg(feature = "async")]
+pub mod bus;
 pub mod config;
 pub mod correlation;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod messages;
 pub mod metrics;
 pub mod outbound;
 pub mod services;
 pub mod telemetry;
+pub mod topology;
 pub mod workers;
 
 pub use app::{Application, Ctx, ServiceDef};

@@ -35,6 +35,10 @@ pub struct PaymentRequest {
     /// Asks the simulated external API to decline (the saga's designed failure).
     #[serde(default)]
     pub force_decline: bool,
+    /// Async mode: the stored payment this event asks to settle. Absent when
+    /// the order saga asks for a payment, which is then created from the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<Uuid>,
 }
 
 fn usd() -> String {
@@ -80,4 +84,19 @@ pub struct Reservation {
     /// How many units this call returned to stock (release only).
     #[serde(default)]
     pub released_quantity: i32,
+}
+
+/// inventory → order: no stock was held for the order, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StockRefused {
+    pub order_id: i64,
+    pub product_id: i64,
+    pub unknown_product: bool,
+    pub reason: String,
+}
+
+/// order → inventory: release or commit this order's reservation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OrderRef {
+    pub order_id: i64,
 }

@@ -3,6 +3,9 @@
 //! Postgres database that is dropped afterwards. Delays are set small through
 //! the same variables users set.
 
+#[cfg(feature = "async")]
+pub mod broker;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -46,6 +49,11 @@ const TEST_VARS: &[(&str, &str)] = &[
     ("DB_MAX_CONNECTIONS", "3"),
     ("COMPENSATION_RETRY_MS", "100"),
     ("OUTBOUND_TIMEOUT_MS", "5000"),
+    // Async mode: quick retries and reconnects, so fault tests finish fast.
+    ("CONSUMER_RETRY_BASE_MS", "20"),
+    ("BROKER_RECONNECT_MS", "100"),
+    ("RELAY_POLL_MS", "200"),
+    ("CLICK_BATCH_MS", "5"),
 ];
 
 #[derive(Default)]
@@ -104,8 +112,20 @@ impl StackBuilder {
                 listeners.insert(spec.name, listener);
             }
         }
+        #[cfg(feature = "async")]
+        let (proxy, broker) = {
+            let proxy = broker::Proxy::start().await;
+            let prefix = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+            vars.push(("AMQP_URL".into(), proxy.url()));
+            vars.push(("BROKER_PREFIX".into(), prefix.clone()));
+            (proxy, broker::Broker { prefix })
+        };
         vars.extend(self.vars);
         let mut stack = Stack {
+            #[cfg(feature = "async")]
+            proxy,
+            #[cfg(feature = "async")]
+            broker,
             database,
             vars,
             per_service: self.per_service,
@@ -141,6 +161,12 @@ impl Running {
 }
 
 pub struct Stack {
+    /// Between the services and RabbitMQ: cut it to drop their connections.
+    #[cfg(feature = "async")]
+    pub proxy: broker::Proxy,
+    /// The real broker, under this test's name prefix.
+    #[cfg(feature = "async")]
+    pub broker: broker::Broker,
     database: String,
     vars: Vec<(String, String)>,
     per_service: HashMap<&'static str, Vec<(String, String)>>,
@@ -271,6 +297,8 @@ impl Drop for Stack {
             running.token.cancel();
         }
         let database = self.database.clone();
+        #[cfg(feature = "async")]
+        let prefix = self.broker.prefix.clone();
         // Drop runs inside the test's runtime: use a thread with a runtime of its own.
         let dropped = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -278,6 +306,8 @@ impl Drop for Stack {
                 .build()
                 .ok()?;
             rt.block_on(async {
+                #[cfg(feature = "async")]
+                broker::Broker { prefix }.delete_all().await;
                 let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
                     .await
                     .ok()?;

@@ -20,11 +20,20 @@ pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::ANALYTICS,
     migrator: &MIGRATOR,
     routes,
+    consumers: seam::CONSUMERS,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
+/// The click path's shared part (async mode batches publishes) next to the context.
+#[derive(Clone, axum::extract::FromRef)]
+struct AppState {
+    ctx: Ctx,
+    clicks: seam::Clicks,
+}
+
 fn routes(ctx: Ctx) -> Router {
+    let clicks = seam::Clicks::new(&ctx);
     Router::new()
         .route("/track_click", post(track_click))
         .route("/clicks/stats", get(click_stats))
@@ -32,7 +41,7 @@ fn routes(ctx: Ctx) -> Router {
             "/product_updates",
             post(log_update_handler).get(list_updates),
         )
-        .with_state(ctx)
+        .with_state(AppState { ctx, clicks })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Validate)]
@@ -46,10 +55,11 @@ pub struct Click {
 /// Scenario 6: 200 `{"status": "tracked"}` once the click is durable.
 async fn track_click(
     State(ctx): State<Ctx>,
+    State(clicks): State<seam::Clicks>,
     JsonBody(click): JsonBody<Click>,
 ) -> Result<axum::Json<Value>> {
     click.validate()?;
-    seam::record_click(&ctx, click).await?;
+    seam::record_click(&ctx, &clicks, click).await?;
     Ok(axum::Json(json!({ "status": "tracked" })))
 }
 
@@ -88,17 +98,25 @@ async fn log_update_handler(
 
 /// Logs a product update; the simulated cost (`ANALYTICS_DELAY_MS`) runs meanwhile.
 pub async fn log_update(ctx: &Ctx, change: &ProductChanged) -> Result<ProductUpdate> {
-    let query = sqlx::query_as(
+    ctx.with_latency(ctx.settings.delays.analytics, store_update(&ctx.db, change))
+        .await
+}
+
+/// The record of [`log_update`] without its simulated cost; async mode's consumer
+/// runs it in the transaction that also claims the message.
+pub async fn store_update<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    change: &ProductChanged,
+) -> Result<ProductUpdate> {
+    let row = sqlx::query_as(
         "INSERT INTO product_updates (product_id, name, stock) VALUES ($1, $2, $3)
          RETURNING id, product_id, name, stock, logged_at",
     )
     .bind(change.product_id)
     .bind(&change.name)
     .bind(change.stock)
-    .fetch_one(&ctx.db);
-    let row = ctx
-        .with_latency(ctx.settings.delays.analytics, async { Ok(query.await?) })
-        .await?;
+    .fetch_one(db)
+    .await?;
     Ok(row)
 }
 

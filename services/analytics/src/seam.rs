@@ -1,13 +1,29 @@
-//! How a click becomes durable: the only place in this service where the mode forks.
+//! How a click becomes durable, and how analytics hears of product changes:
+//! the only place in this service where the mode forks.
 
+use common::events::Consumer;
+#[cfg(not(feature = "async"))]
 use common::{Ctx, Result};
 
+#[cfg(not(feature = "async"))]
 use crate::Click;
+
+/// Sync: nothing is shared between requests.
+#[cfg(not(feature = "async"))]
+#[derive(Clone)]
+pub struct Clicks;
+
+#[cfg(not(feature = "async"))]
+impl Clicks {
+    pub fn new(_: &Ctx) -> Self {
+        Clicks
+    }
+}
 
 /// Sync: one INSERT per request, committed before the answer. That is what
 /// synchronous ingestion costs.
 #[cfg(not(feature = "async"))]
-pub async fn record_click(ctx: &Ctx, click: Click) -> Result<()> {
+pub async fn record_click(ctx: &Ctx, _: &Clicks, click: Click) -> Result<()> {
     sqlx::query("INSERT INTO clicks (user_id, page) VALUES ($1, $2)")
         .bind(click.user_id)
         .bind(&click.page)
@@ -16,8 +32,157 @@ pub async fn record_click(ctx: &Ctx, click: Click) -> Result<()> {
     Ok(())
 }
 
+#[cfg(not(feature = "async"))]
+pub const CONSUMERS: &[Consumer] = &[];
+
 #[cfg(feature = "async")]
-pub async fn record_click(ctx: &Ctx, click: Click) -> Result<()> {
-    let _ = (ctx, click);
-    Err(anyhow::anyhow!("async mode is not built yet").into())
+pub use batching::{Clicks, record_click};
+
+#[cfg(feature = "async")]
+pub const CONSUMERS: &[Consumer] = &[
+    Consumer {
+        queue: "analytics.clicks",
+        prefetch: |settings| settings.click_batch_size,
+        handle: common::events::Handle::Batch(|ctx, batch| Box::pin(batching::store(ctx, batch))),
+    },
+    Consumer {
+        queue: "analytics.product-changed",
+        prefetch: common::events::prefetch,
+        handle: common::events::Handle::One(|ctx, msg| Box::pin(product_changed(ctx, msg))),
+    },
+];
+
+/// Async: clicks go to the broker, answered 200 only once the broker confirmed
+/// them (durable); a consumer stores them in batches.
+///
+/// Requests arriving while a publish is in flight share the next one (group
+/// commit): up to `CLICK_BATCH_SIZE` clicks per message, so the broker sees a
+/// few hundred messages a second instead of one per click, and no click
+/// waits for a timer.
+#[cfg(feature = "async")]
+mod batching {
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use common::bus::Envelope;
+    use common::events::{Incoming, claim_all, completed};
+    use common::{Ctx, Error, Result};
+    use serde::{Deserialize, Serialize};
+    use tokio::sync::{Semaphore, mpsc, oneshot};
+    use uuid::Uuid;
+
+    use crate::Click;
+
+    /// Publishes in flight at once.
+    const IN_FLIGHT: usize = 8;
+
+    type Waiter = oneshot::Sender<std::result::Result<(), String>>;
+
+    #[derive(Clone)]
+    pub struct Clicks {
+        queue: mpsc::Sender<(Click, Waiter)>,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    struct ClickBatch {
+        clicks: Vec<Click>,
+    }
+
+    impl Clicks {
+        pub fn new(ctx: &Ctx) -> Self {
+            let (queue, rx) = mpsc::channel(16_384);
+            tokio::spawn(publish(ctx.clone(), rx));
+            Clicks { queue }
+        }
+    }
+
+    pub async fn record_click(_: &Ctx, clicks: &Clicks, click: Click) -> Result<()> {
+        let (waiter, answer) = oneshot::channel();
+        let stopped = || Error::Unavailable("click ingestion is stopping".into());
+        clicks
+            .queue
+            .send((click, waiter))
+            .await
+            .map_err(|_| stopped())?;
+        answer
+            .await
+            .map_err(|_| stopped())?
+            .map_err(Error::Unavailable)
+    }
+
+    async fn publish(ctx: Ctx, mut rx: mpsc::Receiver<(Click, Waiter)>) {
+        let max = usize::from(ctx.settings.broker.click_batch_size);
+        let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+        loop {
+            let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                return;
+            };
+            let mut batch = Vec::with_capacity(max);
+            if rx.recv_many(&mut batch, max).await == 0 {
+                return;
+            }
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                let (clicks, waiters): (Vec<Click>, Vec<Waiter>) = batch.into_iter().unzip();
+                let envelope = Envelope {
+                    id: Uuid::new_v4(),
+                    kind: "clicks.tracked",
+                    correlation_id: "",
+                    accepted_at: Utc::now(),
+                };
+                let result = match serde_json::to_vec(&ClickBatch { clicks }) {
+                    Ok(body) => ctx.bus.publish(&envelope, &body).await,
+                    Err(e) => Err(anyhow::anyhow!(e).into()),
+                };
+                drop(permit);
+                let result = result.map_err(|e| e.to_string());
+                for waiter in waiters {
+                    let _ = waiter.send(result.clone());
+                }
+            });
+        }
+    }
+
+    /// One transaction for the whole batch: the inbox claims and one INSERT.
+    pub async fn store(ctx: Ctx, batch: Vec<Incoming>) -> Result<()> {
+        let mut tx = ctx.db.begin().await?;
+        let fresh = claim_all(&mut tx, &batch).await?;
+        let (mut users, mut pages, mut accepted) = (Vec::new(), Vec::new(), Vec::new());
+        for msg in fresh {
+            let clicks: ClickBatch = msg.payload()?;
+            accepted.push((msg.accepted_at, clicks.clicks.len()));
+            for click in clicks.clicks {
+                users.push(click.user_id);
+                pages.push(click.page);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO clicks (user_id, page) SELECT * FROM UNNEST($1::bigint[], $2::text[])",
+        )
+        .bind(&users)
+        .bind(&pages)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        for (at, count) in accepted {
+            for _ in 0..count {
+                completed(&ctx, "click", at);
+            }
+        }
+        Ok(())
+    }
+}
+/// Async: this service's own queue of `product.changed` events; the record
+/// and the inbox claim commit together, after the simulated cost.
+#[cfg(feature = "async")]
+async fn product_changed(ctx: common::Ctx, msg: common::events::Incoming) -> common::Result<()> {
+    let change: common::messages::ProductChanged = msg.payload()?;
+    let delay = ctx.settings.delays.analytics;
+    let record = common::events::once(&ctx, &msg, delay, move |conn| {
+        Box::pin(async move { crate::store_update(conn, &change).await.map(drop) })
+    });
+    if record.await?.is_some() {
+        common::events::completed(&ctx, "product_update", msg.accepted_at);
+    }
+    Ok(())
 }

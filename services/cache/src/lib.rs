@@ -1,6 +1,8 @@
 //! Cache service: a key/value cache whose product entries are dropped when a
 //! product changes (scenario 3).
 
+mod seam;
+
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -14,6 +16,7 @@ pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::CACHE,
     migrator: &MIGRATOR,
     routes,
+    consumers: seam::CONSUMERS,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -49,8 +52,18 @@ async fn invalidate_handler(
 
 /// Drops the product's entry and logs it; the simulated cost (`CACHE_DELAY_MS`) runs meanwhile.
 pub async fn invalidate(ctx: &Ctx, change: &ProductChanged) -> Result<Invalidation> {
+    ctx.with_latency(ctx.settings.delays.cache, drop_entry(&ctx.db, change))
+        .await
+}
+
+/// The record of [`invalidate`] without its simulated cost; async mode's consumer
+/// runs it in the transaction that also claims the message.
+pub async fn drop_entry<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    change: &ProductChanged,
+) -> Result<Invalidation> {
     let key = product_key(change.product_id);
-    let query = sqlx::query_as(
+    let row = sqlx::query_as(
         "WITH dropped AS (DELETE FROM entries WHERE key = $2 RETURNING key)
          INSERT INTO invalidations (product_id, key, entry_existed)
          VALUES ($1, $2, EXISTS (SELECT 1 FROM dropped))
@@ -58,10 +71,8 @@ pub async fn invalidate(ctx: &Ctx, change: &ProductChanged) -> Result<Invalidati
     )
     .bind(change.product_id)
     .bind(&key)
-    .fetch_one(&ctx.db);
-    let row = ctx
-        .with_latency(ctx.settings.delays.cache, async { Ok(query.await?) })
-        .await?;
+    .fetch_one(db)
+    .await?;
     Ok(row)
 }
 

@@ -1,6 +1,8 @@
 //! Email service: sends emails through a simulated SMTP server that takes
 //! `EMAIL_DELAY_MS`, and records every email it sent.
 
+mod seam;
+
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -14,6 +16,7 @@ pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::EMAIL,
     migrator: &MIGRATOR,
     routes,
+    consumers: seam::CONSUMERS,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -52,14 +55,21 @@ async fn send_handler(
 /// records it meanwhile; done when both are. The inbound side of either mode
 /// (an HTTP call, a queue message) ends here.
 pub async fn send(ctx: &Ctx, email: SendEmail) -> Result<EmailSent> {
-    let record = sqlx::query_as("INSERT INTO emails (recipient, subject, user_id) VALUES ($1, $2, $3) RETURNING id, sent_at")
-        .bind(&email.to)
-        .bind(&email.subject)
-        .bind(email.user_id)
-        .fetch_one(&ctx.db);
-    let (id, sent_at): (i64, DateTime<Utc>) = ctx
-        .with_latency(ctx.settings.delays.email, async { Ok(record.await?) })
-        .await?;
+    ctx.with_latency(ctx.settings.delays.email, record(&ctx.db, email))
+        .await
+}
+
+/// The record of [`send`] without its simulated cost; async mode's consumer
+/// runs it in the transaction that also claims the message.
+pub async fn record<'e>(db: impl sqlx::PgExecutor<'e>, email: SendEmail) -> Result<EmailSent> {
+    let (id, sent_at): (i64, DateTime<Utc>) = sqlx::query_as(
+        "INSERT INTO emails (recipient, subject, user_id) VALUES ($1, $2, $3) RETURNING id, sent_at",
+    )
+    .bind(&email.to)
+    .bind(&email.subject)
+    .bind(email.user_id)
+    .fetch_one(db)
+    .await?;
     tracing::info!(email_id = id, user_id = email.user_id, "email sent");
     Ok(EmailSent {
         id,

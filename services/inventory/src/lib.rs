@@ -3,6 +3,8 @@
 //! orders can never oversell; releasing and committing are idempotent, so a
 //! retried compensation returns exactly what was reserved, once.
 
+mod seam;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,12 +15,13 @@ use common::messages::{Reservation, Reserve};
 use common::{Ctx, Error, JsonBody, PathParam, Result, ServiceDef};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
+use sqlx::{Acquire, PgConnection};
 
 pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::INVENTORY,
     migrator: &MIGRATOR,
     routes,
+    consumers: seam::CONSUMERS,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -95,7 +98,7 @@ async fn reserve_handler(
         product_id: req.product_id,
         quantity: req.quantity,
     };
-    let (reservation, created) = reserve(&ctx, &request).await?;
+    let (reservation, created) = reserve(&mut *ctx.db.acquire().await?, &request).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -106,8 +109,9 @@ async fn reserve_handler(
 
 /// Holds `quantity` units for the order. Asking again for the same order
 /// returns the existing reservation (`false`) instead of holding more.
-pub async fn reserve(ctx: &Ctx, req: &Reserve) -> Result<(Reservation, bool)> {
-    let mut tx = ctx.db.begin().await?;
+/// Runs in a savepoint when `conn` is already in a transaction (a consumer's).
+pub async fn reserve(conn: &mut PgConnection, req: &Reserve) -> Result<(Reservation, bool)> {
+    let mut tx = conn.begin().await?;
     // Serialises concurrent requests for the same order on its row, or on the insert below.
     let claimed = sqlx::query(
         "INSERT INTO reservations (order_id, product_id, quantity, status) VALUES ($1, $2, $3, 'reserved')
@@ -193,25 +197,29 @@ async fn release_handler(
     State(ctx): State<Ctx>,
     PathParam(order_id): PathParam<i64>,
 ) -> Result<axum::Json<Reservation>> {
-    Ok(axum::Json(release(&ctx, order_id).await?))
+    Ok(axum::Json(
+        release(&mut *ctx.db.acquire().await?, order_id).await?,
+    ))
 }
 
 async fn commit_handler(
     State(ctx): State<Ctx>,
     PathParam(order_id): PathParam<i64>,
 ) -> Result<axum::Json<Reservation>> {
-    Ok(axum::Json(commit(&ctx, order_id).await?))
+    Ok(axum::Json(
+        commit(&mut *ctx.db.acquire().await?, order_id).await?,
+    ))
 }
 
 /// Compensation: returns exactly what the order reserved, once. Releasing
 /// twice, or an order that reserved nothing, returns nothing more.
-pub async fn release(ctx: &Ctx, order_id: i64) -> Result<Reservation> {
-    close(ctx, order_id, Close::Release).await
+pub async fn release(conn: &mut PgConnection, order_id: i64) -> Result<Reservation> {
+    close(conn, order_id, Close::Release).await
 }
 
 /// The order is paid: the reserved units leave the stock for good. Idempotent.
-pub async fn commit(ctx: &Ctx, order_id: i64) -> Result<Reservation> {
-    close(ctx, order_id, Close::Commit).await
+pub async fn commit(conn: &mut PgConnection, order_id: i64) -> Result<Reservation> {
+    close(conn, order_id, Close::Commit).await
 }
 
 /// The two ways a reservation ends.
@@ -245,8 +253,8 @@ impl Close {
 
 /// Ends an order's reservation one way, once: asking again answers the same,
 /// asking the other way after it ended is refused.
-async fn close(ctx: &Ctx, order_id: i64, how: Close) -> Result<Reservation> {
-    let mut tx = ctx.db.begin().await?;
+async fn close(conn: &mut PgConnection, order_id: i64, how: Close) -> Result<Reservation> {
+    let mut tx = conn.begin().await?;
     let Some(row) = fetch(&mut tx, order_id).await? else {
         return match how {
             Close::Commit => Err(Error::not_found(format!("reservation of order {order_id}"))),

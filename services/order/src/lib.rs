@@ -4,7 +4,11 @@
 //! exactly the reserved stock, and the order ends `confirmed` or `failed`.
 //! How the saga is driven is the mode's business, in [`seam`].
 
+#[cfg(feature = "async")]
+mod choreography;
 mod followups;
+#[cfg(not(feature = "async"))]
+mod orchestration;
 pub mod saga;
 mod seam;
 
@@ -24,6 +28,7 @@ pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::ORDER,
     migrator: &MIGRATOR,
     routes,
+    consumers: seam::CONSUMERS,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use common::{Ctx, Error, Result};
 use serde::Serialize;
 use serde_json::{Value, json};
-use sqlx::PgExecutor;
+use sqlx::{Acquire, PgConnection, PgExecutor};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -85,15 +85,16 @@ pub async fn step<'e>(
 }
 
 /// Ends the saga: `confirmed` or `failed`, and what inventory call is still owed.
+/// Runs in a savepoint when `conn` is already in a transaction (a consumer's).
 pub async fn finish(
-    ctx: &Ctx,
+    conn: &mut PgConnection,
     id: i64,
     status: &str,
     reason: Option<&str>,
     payment_id: Option<Uuid>,
     followup: Option<&str>,
 ) -> Result<Order> {
-    let mut tx = ctx.db.begin().await?;
+    let mut tx = conn.begin().await?;
     let order = sqlx::query_as(&format!(
         "UPDATE orders SET status = $2, failure_reason = $3, payment_id = COALESCE($4, payment_id),
                 followup = $5, updated_at = now()

@@ -1,18 +1,16 @@
-//! How the order saga is driven: the only place in this service where the mode forks.
-//!
-//! Sync mode orchestrates: the request itself calls inventory and payment one
-//! after another, blocking a worker thread on each call, and runs the
-//! compensation by hand when the payment fails.
+//! How the order saga is driven: the only place in this service where the
+//! mode forks. Sync mode orchestrates within the request
+//! ([`crate::orchestration`]); async mode choreographs by events
+//! ([`crate::choreography`]).
 
-use common::messages::{PaymentRequest, PaymentResult, Reservation, Reserve};
-use common::outbound::CallError;
+use common::events::Consumer;
 use common::{Ctx, Delivery, Result};
 use sqlx::{Postgres, Transaction};
-use uuid::Uuid;
 
 use crate::Outcome;
-use crate::saga::{self, Order};
+use crate::saga::Order;
 
+/// Sync: orchestration within the request.
 #[cfg(not(feature = "async"))]
 pub async fn start_saga(
     ctx: &Ctx,
@@ -20,172 +18,37 @@ pub async fn start_saga(
     order: &Order,
 ) -> Result<Delivery<Outcome>> {
     tx.commit().await?;
-    Ok(Delivery::Done(orchestrate(ctx, order).await?))
+    Ok(Delivery::Done(crate::orchestration::run(ctx, order).await?))
 }
 
+/// Async: choreography. The order and its `stock.reserve` event commit
+/// together; inventory, payment and this service's saga consumer
+/// ([`crate::choreography`]) take it from there.
 #[cfg(feature = "async")]
 pub async fn start_saga(
     ctx: &Ctx,
-    tx: Transaction<'static, Postgres>,
+    mut tx: Transaction<'static, Postgres>,
     order: &Order,
 ) -> Result<Delivery<Outcome>> {
-    let _ = (ctx, order, orchestrate);
-    tx.commit().await?;
-    Err(anyhow::anyhow!("async mode is not built yet").into())
-}
-
-async fn orchestrate(ctx: &Ctx, order: &Order) -> Result<Outcome> {
-    let id = order.id;
-    let reserve = Reserve {
-        order_id: id,
+    let reserve = common::messages::Reserve {
+        order_id: order.id,
         product_id: order.product_id,
         quantity: order.quantity,
     };
-    match ctx
-        .call::<_, Reservation>("inventory", "/reservations", reserve)
-        .await?
-    {
-        Ok(r) => {
-            saga::step(
-                &ctx.db,
-                id,
-                "stock_reserved",
-                "ok",
-                Some(&format!("{} units", r.quantity)),
-            )
-            .await?
-        }
-        Err(e) if matches!(e.status(), Some(404 | 409)) => return refused(ctx, order, &e).await,
-        Err(e) => {
-            saga::step(
-                &ctx.db,
-                id,
-                "stock_reserved",
-                "failed",
-                Some(&e.to_string()),
-            )
-            .await?;
-            // The reservation may have happened before the call failed: release to be sure.
-            let order = compensate(ctx, order, "inventory service unavailable", None).await?;
-            return Ok(Outcome::Unavailable {
-                order,
-                message: format!("Order failed: {e}"),
-            });
-        }
-    }
-
-    let payment = PaymentRequest {
-        amount: order.amount(),
-        currency: "USD".into(),
-        order_id: Some(id),
-        force_decline: !order.approve_payment,
-    };
-    match ctx
-        .call::<_, PaymentResult>("payment", "/process_payment", payment)
-        .await?
-    {
-        Ok(paid) => {
-            let detail = paid.transaction_id.as_deref().unwrap_or_default();
-            saga::step(&ctx.db, id, "payment", "approved", Some(detail)).await?;
-            let followup = match ctx
-                .call::<_, Reservation>("inventory", &format!("/reservations/{id}/commit"), ())
-                .await?
-            {
-                Ok(_) => {
-                    saga::step(&ctx.db, id, "reservation_committed", "ok", None).await?;
-                    None
-                }
-                Err(e) => {
-                    saga::step(
-                        &ctx.db,
-                        id,
-                        "reservation_committed",
-                        "failed",
-                        Some(&e.to_string()),
-                    )
-                    .await?;
-                    Some("commit")
-                }
-            };
-            let order =
-                saga::finish(ctx, id, "confirmed", None, Some(paid.payment_id), followup).await?;
-            Ok(Outcome::Confirmed(order))
-        }
-        Err(e) if e.status() == Some(402) => {
-            saga::step(&ctx.db, id, "payment", "declined", e.detail()).await?;
-            let order = compensate(ctx, order, "payment declined", declined_payment_id(&e)).await?;
-            Ok(Outcome::Declined(order))
-        }
-        Err(e) => {
-            saga::step(&ctx.db, id, "payment", "failed", Some(&e.to_string())).await?;
-            let order = compensate(ctx, order, "payment service unavailable", None).await?;
-            Ok(Outcome::Unavailable {
-                order,
-                message: format!("Order failed: {e}"),
-            })
-        }
-    }
+    common::events::enqueue(&mut tx, "stock.reserve", &reserve, order.created_at).await?;
+    tx.commit().await?;
+    ctx.bus.wake_relay();
+    Ok(Delivery::Accepted)
 }
 
-/// Inventory said no (unknown product, not enough stock): nothing was
-/// reserved and no payment is attempted.
-async fn refused(ctx: &Ctx, order: &Order, e: &CallError) -> Result<Outcome> {
-    let (reason, status) = match e.status() {
-        Some(404) => ("unknown product", axum::http::StatusCode::NOT_FOUND),
-        _ => ("not enough stock", axum::http::StatusCode::CONFLICT),
-    };
-    let detail = e.detail().unwrap_or(reason);
-    saga::step(&ctx.db, order.id, "stock_reserved", "refused", Some(detail)).await?;
-    let order = saga::finish(ctx, order.id, "failed", Some(reason), None, None).await?;
-    let message = match status {
-        axum::http::StatusCode::NOT_FOUND => format!("product {} not found", order.product_id),
-        _ => format!("Order failed: {detail}"),
-    };
-    Ok(Outcome::Refused {
-        order,
-        status,
-        message,
-    })
-}
+#[cfg(not(feature = "async"))]
+pub const CONSUMERS: &[Consumer] = &[];
 
-/// The compensation: give back what the order reserved. If inventory cannot
-/// be reached, the release is owed and retried in the background until it is.
-async fn compensate(
-    ctx: &Ctx,
-    order: &Order,
-    reason: &str,
-    payment_id: Option<Uuid>,
-) -> Result<Order> {
-    let id = order.id;
-    let followup = match ctx
-        .call::<_, Reservation>("inventory", &format!("/reservations/{id}/release"), ())
-        .await?
-    {
-        Ok(r) => {
-            let detail = format!("{} units returned", r.released_quantity);
-            saga::step(&ctx.db, id, "stock_released", "ok", Some(&detail)).await?;
-            None
-        }
-        Err(e) => {
-            saga::step(
-                &ctx.db,
-                id,
-                "stock_released",
-                "failed",
-                Some(&e.to_string()),
-            )
-            .await?;
-            Some("release")
-        }
-    };
-    saga::finish(ctx, id, "failed", Some(reason), payment_id, followup).await
-}
-
-fn declined_payment_id(e: &CallError) -> Option<Uuid> {
-    match e {
-        CallError::Status { body, .. } => body["payment"]["payment_id"]
-            .as_str()
-            .and_then(|s| s.parse().ok()),
-        _ => None,
-    }
-}
+#[cfg(feature = "async")]
+pub const CONSUMERS: &[Consumer] = &[Consumer {
+    queue: "order.saga",
+    prefetch: common::events::prefetch,
+    handle: common::events::Handle::One(|ctx, msg| {
+        Box::pin(crate::choreography::advance(ctx, msg))
+    }),
+}];

@@ -21,6 +21,7 @@ pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::PAYMENT,
     migrator: &MIGRATOR,
     routes,
+    consumers: seam::CONSUMERS,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -90,20 +91,8 @@ async fn process_payment(
     State(ctx): State<Ctx>,
     JsonBody(req): JsonBody<PaymentRequest>,
 ) -> Result<Response> {
-    let amount_cents = cents(req.amount)?;
-    let currency = currency(&req.currency)?;
     let mut tx = ctx.db.begin().await?;
-    let payment: Payment = sqlx::query_as(&format!(
-        "INSERT INTO payments (id, order_id, amount_cents, currency, status, force_decline)
-         VALUES ($1, $2, $3, $4, 'pending', $5) RETURNING {COLUMNS}"
-    ))
-    .bind(Uuid::new_v4())
-    .bind(req.order_id)
-    .bind(amount_cents)
-    .bind(&currency)
-    .bind(req.force_decline)
-    .fetch_one(&mut *tx)
-    .await?;
+    let payment = create(&mut tx, Uuid::new_v4(), &req).await?;
     match seam::charge(&ctx, tx, &payment).await? {
         Delivery::Done(payment) if payment.status == "declined" => Err(Error::Body {
             status: StatusCode::PAYMENT_REQUIRED,
@@ -116,10 +105,43 @@ async fn process_payment(
     }
 }
 
-/// The external API call of a stored payment, and its outcome stored. Both
-/// modes' inbound sides (this service's HTTP handler, a queue consumer) end here.
-pub async fn settle(ctx: &Ctx, payment: &Payment) -> Result<Payment> {
-    ctx.simulate_latency(ctx.settings.delays.payment).await?;
+/// Records the external API's verdict on a pending payment (the call itself,
+/// `PAYMENT_DELAY_MS`, is the caller's: it must not hold a connection).
+/// Stores a new pending payment with id `id`; creating the same id again
+/// returns the stored one (a saga's payment event delivered twice).
+pub async fn create(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+    req: &PaymentRequest,
+) -> Result<Payment> {
+    let amount_cents = cents(req.amount)?;
+    let currency = currency(&req.currency)?;
+    sqlx::query(
+        "INSERT INTO payments (id, order_id, amount_cents, currency, status, force_decline)
+         VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(req.order_id)
+    .bind(amount_cents)
+    .bind(&currency)
+    .bind(req.force_decline)
+    .execute(&mut *conn)
+    .await?;
+    find(conn, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("payment {id} vanished").into())
+}
+
+pub async fn find(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Option<Payment>> {
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM payments WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
+pub async fn settle(conn: &mut sqlx::PgConnection, payment: &Payment) -> Result<Payment> {
     let (status, transaction_id, reason) = if payment.force_decline {
         (
             "declined",
@@ -141,7 +163,7 @@ pub async fn settle(ctx: &Ctx, payment: &Payment) -> Result<Payment> {
     .bind(status)
     .bind(transaction_id)
     .bind(reason)
-    .fetch_optional(&ctx.db)
+    .fetch_optional(conn)
     .await?
     .ok_or_else(|| anyhow::anyhow!("payment {} was settled twice", payment.id))?;
     tracing::info!(payment_id = %settled.id, status = %settled.status, "payment settled");
@@ -152,9 +174,7 @@ async fn get_payment(
     State(ctx): State<Ctx>,
     PathParam(id): PathParam<Uuid>,
 ) -> Result<axum::Json<serde_json::Value>> {
-    sqlx::query_as::<_, Payment>(&format!("SELECT {COLUMNS} FROM payments WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(&ctx.db)
+    find(&mut *ctx.db.acquire().await?, id)
         .await?
         .map(|p| axum::Json(p.body()))
         .ok_or_else(|| Error::not_found(format!("payment {id}")))

@@ -1,6 +1,7 @@
 //! How a stored payment reaches the external API: the only place in this
 //! service where the mode forks.
 
+use common::events::Consumer;
 use common::{Ctx, Delivery, Result};
 use sqlx::{Postgres, Transaction};
 
@@ -15,16 +16,88 @@ pub async fn charge(
     payment: &Payment,
 ) -> Result<Delivery<Payment>> {
     tx.commit().await?;
-    Ok(Delivery::Done(crate::settle(ctx, payment).await?))
+    ctx.simulate_latency(ctx.settings.delays.payment).await?;
+    let settled = crate::settle(&mut *ctx.db.acquire().await?, payment).await?;
+    Ok(Delivery::Done(settled))
 }
 
+#[cfg(not(feature = "async"))]
+pub const CONSUMERS: &[Consumer] = &[];
+
+/// Async: the pending payment and its `payment.requested` event commit
+/// together; a payment worker makes the external call later.
 #[cfg(feature = "async")]
 pub async fn charge(
     ctx: &Ctx,
-    tx: Transaction<'static, Postgres>,
+    mut tx: Transaction<'static, Postgres>,
     payment: &Payment,
 ) -> Result<Delivery<Payment>> {
-    let _ = (ctx, payment);
+    let request = common::messages::PaymentRequest {
+        amount: payment.amount_cents as f64 / 100.0,
+        currency: payment.currency.clone(),
+        order_id: payment.order_id,
+        force_decline: payment.force_decline,
+        payment_id: Some(payment.id),
+    };
+    common::events::enqueue(&mut tx, "payment.requested", &request, payment.created_at).await?;
     tx.commit().await?;
-    Err(anyhow::anyhow!("async mode is not built yet").into())
+    ctx.bus.wake_relay();
+    Ok(Delivery::Accepted)
+}
+
+/// Payment workers: `CONSUMER_PREFETCH` external calls at once per instance.
+#[cfg(feature = "async")]
+pub const CONSUMERS: &[Consumer] = &[Consumer {
+    queue: "payment.requests",
+    prefetch: common::events::prefetch,
+    handle: common::events::Handle::One(|ctx, msg| Box::pin(consume::payment(ctx, msg))),
+}];
+
+#[cfg(feature = "async")]
+mod consume {
+    use common::events::{Incoming, completed, enqueue};
+    use common::messages::{PaymentRequest, PaymentResult};
+    use common::{Ctx, Result};
+
+    /// A client's payment (already stored) or an order's (stored here, with
+    /// the message id as payment id, so a redelivery finds the same one).
+    /// The external call runs outside any transaction; the verdict, the inbox
+    /// claim and the `payment.settled` event commit together.
+    pub async fn payment(ctx: Ctx, msg: Incoming) -> Result<()> {
+        let req: PaymentRequest = msg.payload()?;
+        let payment = {
+            let mut conn = ctx.db.acquire().await?;
+            match req.payment_id {
+                Some(id) => crate::find(&mut conn, id)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("payment {id} does not exist"))?,
+                None => crate::create(&mut conn, msg.id, &req).await?,
+            }
+        };
+        if payment.status != "pending" || msg.seen(&ctx.db).await? {
+            return Ok(());
+        }
+        ctx.simulate_latency(ctx.settings.delays.payment).await?;
+        let mut tx = ctx.db.begin().await?;
+        if !msg.claim(&mut tx).await? {
+            return Ok(());
+        }
+        let settled = crate::settle(&mut tx, &payment).await?;
+        let result = PaymentResult {
+            payment_id: settled.id,
+            status: settled.status.clone(),
+            transaction_id: settled.transaction_id.clone(),
+            order_id: settled.order_id,
+            amount: settled.amount_cents as f64 / 100.0,
+            currency: settled.currency.clone(),
+        };
+        enqueue(&mut tx, "payment.settled", &result, msg.accepted_at).await?;
+        tx.commit().await?;
+        ctx.bus.wake_relay();
+        // A saga's payment is one step of scenario 5, timed by the order service.
+        if req.payment_id.is_some() {
+            completed(&ctx, "payment", settled.created_at);
+        }
+        Ok(())
+    }
 }

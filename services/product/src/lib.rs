@@ -20,6 +20,7 @@ pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::PRODUCT,
     migrator: &MIGRATOR,
     routes,
+    consumers: &[],
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -111,7 +112,7 @@ async fn update(
             body["fanout_ms"] = json!(calls.iter().map(|c| c.duration_ms).sum::<f64>());
             body["fanout"] = json!(calls);
         }
-        Delivery::Accepted => body["fanout"] = json!("published"),
+        Delivery::Accepted => body["fanout"] = json!("queued"),
     }
     Ok(axum::Json(body))
 }

@@ -23,6 +23,7 @@ pub struct FanoutCall {
 }
 
 /// The three consumers of a product change, in the seed's order.
+#[cfg(not(feature = "async"))]
 const TARGETS: [(&str, &str); 3] = [
     ("search", "/index"),
     ("cache", "/invalidate"),
@@ -65,13 +66,17 @@ pub async fn announce_update(
     Ok(Delivery::Done(calls))
 }
 
+/// Async: one `product.changed` event, in the update's own transaction;
+/// search, cache and analytics each consume it from their own queue, in parallel.
 #[cfg(feature = "async")]
 pub async fn announce_update(
     ctx: &Ctx,
-    tx: Transaction<'static, Postgres>,
+    mut tx: Transaction<'static, Postgres>,
     product: &Product,
 ) -> Result<Delivery<Vec<FanoutCall>>> {
-    let _ = (ctx, product.changed(), TARGETS);
+    let change = product.changed();
+    common::events::enqueue(&mut tx, "product.changed", &change, change.updated_at).await?;
     tx.commit().await?;
-    Err(anyhow::anyhow!("async mode is not built yet").into())
+    ctx.bus.wake_relay();
+    Ok(Delivery::Accepted)
 }

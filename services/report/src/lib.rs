@@ -21,6 +21,7 @@ pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::REPORT,
     migrator: &MIGRATOR,
     routes,
+    consumers: seam::CONSUMERS,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -127,10 +128,13 @@ async fn get_job(
     State(ctx): State<Ctx>,
     PathParam(id): PathParam<Uuid>,
 ) -> Result<axum::Json<serde_json::Value>> {
+    Ok(axum::Json(find(&ctx, id).await?.body()))
+}
+
+pub async fn find(ctx: &Ctx, id: Uuid) -> Result<Job> {
     sqlx::query_as::<_, Job>(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
         .bind(id)
         .fetch_optional(&ctx.db)
         .await?
-        .map(|j| axum::Json(j.body()))
         .ok_or_else(|| Error::not_found(format!("report job {id}")))
 }

@@ -1,5 +1,6 @@
 //! Where a report's work runs: the only place in this service where the mode forks.
 
+use common::events::Consumer;
 use common::{Ctx, Delivery, Result};
 use sqlx::{Postgres, Transaction};
 
@@ -16,13 +17,46 @@ pub async fn submit(
     Ok(Delivery::Done(crate::run(ctx, job).await?))
 }
 
+/// Async: the queued job and its `report.requested` event commit together;
+/// a report worker hashes it later.
 #[cfg(feature = "async")]
 pub async fn submit(
     ctx: &Ctx,
-    tx: Transaction<'static, Postgres>,
+    mut tx: Transaction<'static, Postgres>,
     job: &Job,
 ) -> Result<Delivery<Job>> {
-    let _ = (ctx, job);
+    let event = serde_json::json!({ "job_id": job.id });
+    common::events::enqueue(&mut tx, "report.requested", &event, job.created_at).await?;
     tx.commit().await?;
-    Err(anyhow::anyhow!("async mode is not built yet").into())
+    ctx.bus.wake_relay();
+    Ok(Delivery::Accepted)
+}
+
+#[cfg(not(feature = "async"))]
+pub const CONSUMERS: &[Consumer] = &[];
+
+/// Report workers: `REPORT_WORKERS` jobs hashed at once per instance.
+#[cfg(feature = "async")]
+pub const CONSUMERS: &[Consumer] = &[Consumer {
+    queue: "report.jobs",
+    prefetch: |settings| settings.report_workers,
+    handle: common::events::Handle::One(|ctx, msg| Box::pin(work(ctx, msg))),
+}];
+
+/// The job's state makes a redelivery harmless: a completed job is not hashed
+/// again (the hash is deterministic anyway).
+#[cfg(feature = "async")]
+async fn work(ctx: Ctx, msg: common::events::Incoming) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Requested {
+        job_id: uuid::Uuid,
+    }
+    let req: Requested = msg.payload()?;
+    let job = crate::find(&ctx, req.job_id).await?;
+    if job.status == "completed" {
+        return Ok(());
+    }
+    let done = crate::run(&ctx, &job).await?;
+    common::events::completed(&ctx, "report", done.created_at);
+    Ok(())
 }

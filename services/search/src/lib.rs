@@ -1,6 +1,8 @@
 //! Search service: keeps a full-text index of product names, fed by product
 //! changes (scenario 3), and answers `GET /search?q=`.
 
+mod seam;
+
 use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -13,6 +15,7 @@ pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::SEARCH,
     migrator: &MIGRATOR,
     routes,
+    consumers: seam::CONSUMERS,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -40,17 +43,22 @@ async fn index_handler(
 
 /// Re-indexes a product; the simulated indexing cost (`SEARCH_DELAY_MS`) runs meanwhile.
 pub async fn index(ctx: &Ctx, change: &ProductChanged) -> Result<Document> {
-    let query = sqlx::query_as(
+    ctx.with_latency(ctx.settings.delays.search, store(&ctx.db, change))
+        .await
+}
+
+/// The record of [`index`] without its simulated cost; async mode's consumer
+/// runs it in the transaction that also claims the message.
+pub async fn store<'e>(db: impl sqlx::PgExecutor<'e>, change: &ProductChanged) -> Result<Document> {
+    let row = sqlx::query_as(
         "INSERT INTO documents (product_id, name) VALUES ($1, $2)
          ON CONFLICT (product_id) DO UPDATE SET name = EXCLUDED.name, indexed_at = now()
          RETURNING product_id, name, indexed_at",
     )
     .bind(change.product_id)
     .bind(&change.name)
-    .fetch_one(&ctx.db);
-    let row = ctx
-        .with_latency(ctx.settings.delays.search, async { Ok(query.await?) })
-        .await?;
+    .fetch_one(db)
+    .await?;
     Ok(row)
 }
 

@@ -19,6 +19,7 @@ pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::USER,
     migrator: &MIGRATOR,
     routes,
+    consumers: seam::CONSUMERS,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -76,7 +77,8 @@ async fn register(State(ctx): State<Ctx>, JsonBody(req): JsonBody<Register>) -> 
     tracing::info!(user_id = user.id, "user registered");
     match seam::welcome_email(&ctx, tx, &user).await? {
         Delivery::Done(outcome) => {
-            let user = record_email_outcome(&ctx, user.id, &outcome).await?;
+            let user =
+                record_email_outcome(&mut *ctx.db.acquire().await?, user.id, &outcome).await?;
             Ok((StatusCode::CREATED, axum::Json(user)).into_response())
         }
         Delivery::Accepted => {
@@ -92,7 +94,11 @@ fn with_status_url(user: User) -> serde_json::Value {
 }
 
 /// Stores what became of a user's welcome email.
-pub async fn record_email_outcome(ctx: &Ctx, user_id: i64, outcome: &EmailOutcome) -> Result<User> {
+pub async fn record_email_outcome(
+    conn: &mut sqlx::PgConnection,
+    user_id: i64,
+    outcome: &EmailOutcome,
+) -> Result<User> {
     let (status, sent_at, error) = match outcome {
         EmailOutcome::Sent { at } => ("sent", Some(*at), None),
         EmailOutcome::Failed { reason } => ("failed", None, Some(reason.as_str())),
@@ -105,7 +111,7 @@ pub async fn record_email_outcome(ctx: &Ctx, user_id: i64, outcome: &EmailOutcom
     .bind(status)
     .bind(sent_at)
     .bind(error)
-    .fetch_one(&ctx.db)
+    .fetch_one(conn)
     .await?;
     Ok(user)
 }

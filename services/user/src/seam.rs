@@ -1,9 +1,8 @@
 //! How the user service tells the email service about a new user: the only
 //! place in this service where the mode forks.
 
-#[cfg(not(feature = "async"))]
-use common::messages::EmailSent;
-use common::messages::SendEmail;
+use common::events::Consumer;
+use common::messages::{EmailSent, SendEmail};
 use common::{Ctx, Delivery, Result};
 use sqlx::{Postgres, Transaction};
 
@@ -40,13 +39,44 @@ pub async fn welcome_email(
     }))
 }
 
+/// Async: the email request goes to the outbox in the user's own
+/// transaction; the answer (202) does not wait for it.
 #[cfg(feature = "async")]
 pub async fn welcome_email(
     ctx: &Ctx,
-    tx: Transaction<'static, Postgres>,
+    mut tx: Transaction<'static, Postgres>,
     user: &User,
 ) -> Result<Delivery<EmailOutcome>> {
-    let _ = (ctx, welcome(user));
+    common::events::enqueue(&mut tx, "user.registered", &welcome(user), user.created_at).await?;
     tx.commit().await?;
-    Err(anyhow::anyhow!("async mode is not built yet").into())
+    ctx.bus.wake_relay();
+    Ok(Delivery::Accepted)
+}
+
+#[cfg(not(feature = "async"))]
+pub const CONSUMERS: &[Consumer] = &[];
+
+/// Async: the email service's answer arrives as an event.
+#[cfg(feature = "async")]
+pub const CONSUMERS: &[Consumer] = &[Consumer {
+    queue: "user.email-sent",
+    prefetch: common::events::prefetch,
+    handle: common::events::Handle::One(|ctx, msg| Box::pin(email_sent(ctx, msg))),
+}];
+
+#[cfg(feature = "async")]
+async fn email_sent(ctx: Ctx, msg: common::events::Incoming) -> Result<()> {
+    let sent: EmailSent = msg.payload()?;
+    let Some(user_id) = sent.user_id else {
+        return Ok(());
+    };
+    let mut tx = ctx.db.begin().await?;
+    if !msg.claim(&mut tx).await? {
+        return Ok(());
+    }
+    let outcome = EmailOutcome::Sent { at: sent.sent_at };
+    let user = crate::record_email_outcome(&mut tx, user_id, &outcome).await?;
+    tx.commit().await?;
+    common::events::completed(&ctx, "registration", user.created_at);
+    Ok(())
 }

@@ -1,0 +1,173 @@
+//! Events as the services see them, whatever carries them: writing one to the
+//! outbox in the transaction of the state change that causes it, and reading
+//! one that a consumer received, with the inbox that makes its effect happen
+//! once. The broker side (publishing, consuming, retries) is in `bus`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{Ctx, Result, correlation};
+
+/// An event read from a queue.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub id: Uuid,
+    pub kind: String,
+    pub correlation_id: String,
+    /// When the operation this event belongs to was accepted (the user
+    /// registered, the order placed): the start of its completion time.
+    pub accepted_at: DateTime<Utc>,
+    /// When the relay published it: the start of its queue wait.
+    pub published_at: Option<DateTime<Utc>>,
+    pub body: Vec<u8>,
+    pub queue: &'static str,
+}
+
+impl Incoming {
+    pub fn payload<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            anyhow::anyhow!("{} message {} has a bad payload: {e}", self.kind, self.id).into()
+        })
+    }
+
+    /// Records, inside the transaction of the effect, that this message was
+    /// handled. False when it already was: the caller must then do nothing.
+    pub async fn claim(&self, conn: &mut PgConnection) -> Result<bool> {
+        let claimed = sqlx::query(
+            "INSERT INTO inbox (message_id, queue) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(self.id)
+        .bind(self.queue)
+        .execute(conn)
+        .await?
+        .rows_affected();
+        Ok(claimed == 1)
+    }
+
+    /// Whether this message's effect is already committed: lets a consumer
+    /// skip a slow step (a 2 s payment call) for a redelivered message.
+    pub async fn seen(&self, db: &PgPool) -> Result<bool> {
+        let seen: Option<i32> = sqlx::query_scalar("SELECT 1 FROM inbox WHERE message_id = $1")
+            .bind(self.id)
+            .fetch_optional(db)
+            .await?;
+        Ok(seen.is_some())
+    }
+
+    /// Seconds from acceptance of the operation to now.
+    pub fn since_accepted(&self) -> f64 {
+        seconds_since(self.accepted_at)
+    }
+}
+
+pub fn seconds_since(at: DateTime<Utc>) -> f64 {
+    (Utc::now() - at).as_seconds_f64().max(0.0)
+}
+
+/// Writes an event to the outbox inside `conn`'s transaction; the relay
+/// publishes it once that transaction has committed. `accepted_at` is when
+/// the operation the event belongs to was accepted.
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    kind: &str,
+    payload: &impl Serialize,
+    accepted_at: DateTime<Utc>,
+) -> Result<Uuid> {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(kind)
+    .bind(sqlx::types::Json(payload))
+    .bind(correlation::current().unwrap_or_default())
+    .bind(accepted_at)
+    .execute(conn)
+    .await?;
+    Ok(id)
+}
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// How a consumer handles what it receives.
+pub enum Handle {
+    /// One message at a time (several at once, up to `CONSUMER_PREFETCH`).
+    One(fn(Ctx, Incoming) -> BoxFuture<Result<()>>),
+    /// Batches of up to `CLICK_BATCH_SIZE` messages or `CLICK_BATCH_MS`.
+    Batch(fn(Ctx, Vec<Incoming>) -> BoxFuture<Result<()>>),
+}
+
+/// A service's consumer of one queue of [`crate::topology::QUEUES`].
+pub struct Consumer {
+    pub queue: &'static str,
+    /// Messages it may hold unacknowledged (and so handle at once).
+    pub prefetch: fn(&crate::config::Broker) -> u16,
+    pub handle: Handle,
+}
+
+/// The usual prefetch: `CONSUMER_PREFETCH`.
+pub fn prefetch(settings: &crate::config::Broker) -> u16 {
+    settings.prefetch
+}
+
+/// Records that an async operation of `scenario` is finished: the time from
+/// its acceptance to now goes to `async_completion_seconds`.
+pub fn completed(ctx: &Ctx, scenario: &'static str, accepted_at: DateTime<Utc>) {
+    metrics::histogram!("async_completion_seconds", "service" => ctx.name(), "mode" => crate::MODE.as_str(), "scenario" => scenario)
+        .record(seconds_since(accepted_at));
+}
+
+/// A future that borrows a transaction's connection.
+pub type InTx<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
+
+/// Runs `effect` for `msg` exactly once: the inbox claim, the effect (and any
+/// events it enqueues) commit together. `None` when the message was already
+/// handled. `delay` is the simulated external work that precedes the effect;
+/// it runs before the transaction opens, so no connection waits on it.
+pub async fn once<T>(
+    ctx: &Ctx,
+    msg: &Incoming,
+    delay: std::time::Duration,
+    effect: impl for<'c> FnOnce(&'c mut PgConnection) -> InTx<'c, T>,
+) -> Result<Option<T>> {
+    if !delay.is_zero() {
+        if msg.seen(&ctx.db).await? {
+            return Ok(None);
+        }
+        ctx.simulate_latency(delay).await?;
+    }
+    let mut tx = ctx.db.begin().await?;
+    if !msg.claim(&mut tx).await? {
+        return Ok(None);
+    }
+    let value = effect(&mut tx).await?;
+    tx.commit().await?;
+    #[cfg(feature = "async")]
+    ctx.bus.wake_relay();
+    Ok(Some(value))
+}
+
+/// [`Incoming::claim`] for a batch in one statement: the messages not handled before.
+pub async fn claim_all<'m>(
+    conn: &mut PgConnection,
+    batch: &'m [Incoming],
+) -> Result<Vec<&'m Incoming>> {
+    let ids: Vec<Uuid> = batch.iter().map(|m| m.id).collect();
+    let queue = batch.first().map_or("", |m| m.queue);
+    let fresh: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO inbox (message_id, queue) SELECT unnest($1::uuid[]), $2
+         ON CONFLICT DO NOTHING RETURNING message_id",
+    )
+    .bind(&ids)
+    .bind(queue)
+    .fetch_all(conn)
+    .await?;
+    Ok(batch.iter().filter(|m| fresh.contains(&m.id)).collect())
+}

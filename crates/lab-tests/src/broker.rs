@@ -1,0 +1,176 @@
+//! The broker side of a test stack (async mode): a per-test name prefix on
+//! the real RabbitMQ, a TCP proxy in front of it that a test can cut (what a
+//! dropped connection or a broker outage looks like to the services), and
+//! direct access for what no service does (a poison or duplicate message,
+//! counting the dead letters, deleting the test's queues).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::topology::{self, DEAD, DEAD_LETTERS, EVENTS, QUEUES};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// The real broker (`TEST_AMQP_URL`).
+pub fn broker_addr() -> String {
+    std::env::var("TEST_AMQP_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into())
+}
+
+fn amqp_url(addr: &str) -> String {
+    format!("amqp://guest:guest@{addr}/%2f")
+}
+
+/// A TCP proxy to the broker that can refuse and cut connections.
+pub struct Proxy {
+    pub port: u16,
+    up: Arc<AtomicBool>,
+    /// Bumped to cut every open connection.
+    cut: watch::Sender<u64>,
+}
+
+impl Proxy {
+    pub async fn start() -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let up = Arc::new(AtomicBool::new(true));
+        let (cut, _) = watch::channel(0);
+        let proxy = Proxy {
+            port,
+            up: up.clone(),
+            cut: cut.clone(),
+        };
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !up.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection close
+                }
+                let mut cut = cut.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(broker_addr()).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        proxy
+    }
+
+    pub fn url(&self) -> String {
+        amqp_url(&format!("127.0.0.1:{}", self.port))
+    }
+
+    /// The broker becomes unreachable: open connections are cut, new ones refused.
+    pub fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    /// Cuts open connections; new ones are accepted (a dropped connection).
+    pub fn drop_connections(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+
+    pub fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A direct connection to the real broker under the test's prefix.
+pub struct Broker {
+    pub prefix: String,
+}
+
+impl Broker {
+    async fn connect() -> Connection {
+        Connection::connect(&amqp_url(&broker_addr()), ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ is running (see README: scripts/ensure-services.sh)")
+    }
+
+    /// Publishes a message as a service would, with the given id and body.
+    pub async fn publish(&self, kind: &str, message_id: &str, body: &[u8]) {
+        let connection = Self::connect().await;
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirms");
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "accepted_at".into(),
+            AMQPValue::LongLongInt(chrono::Utc::now().timestamp_micros()),
+        );
+        let properties = BasicProperties::default()
+            .with_message_id(message_id.into())
+            .with_type(kind.into())
+            .with_delivery_mode(2)
+            .with_headers(headers);
+        let confirm = channel
+            .basic_publish(
+                topology::named(&self.prefix, EVENTS).into(),
+                kind.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+        assert!(confirm.is_ack());
+        let _ = connection.close(200, "done".into()).await;
+    }
+
+    /// Messages waiting in one of the test's queues (`dead-letters`, `email.send`, ...).
+    pub async fn depth(&self, queue: &str) -> u32 {
+        let connection = Self::connect().await;
+        let channel = connection.create_channel().await.expect("channel");
+        let declared = channel
+            .queue_declare(
+                topology::named(&self.prefix, queue).into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue exists");
+        let _ = connection.close(200, "done".into()).await;
+        declared.message_count()
+    }
+
+    /// Deletes every queue and exchange of the test.
+    pub async fn delete_all(&self) {
+        let connection = Self::connect().await;
+        let channel = connection.create_channel().await.expect("channel");
+        let queues = QUEUES.iter().map(|q| q.name).chain([DEAD_LETTERS]);
+        for queue in queues {
+            let _ = channel
+                .queue_delete(
+                    topology::named(&self.prefix, queue).into(),
+                    QueueDeleteOptions::default(),
+                )
+                .await;
+        }
+        for exchange in [EVENTS, DEAD] {
+            let _ = channel
+                .exchange_delete(
+                    topology::named(&self.prefix, exchange).into(),
+                    ExchangeDeleteOptions::default(),
+                )
+                .await;
+        }
+        let _ = connection.close(200, "done".into()).await;
+    }
+}
