@@ -169,5 +169,7 @@ pub async fn claim_all<'m>(
     .bind(queue)
     .fetch_all(conn)
     .await?;
-    Ok(batch.iter().filter(|m| fresh.contains(&m.id)).collect())
+    // A message delivered twice can sit twice in one batch: keep it once.
+    let mut fresh: std::collections::HashSet<Uuid> = fresh.into_iter().collect();
+    Ok(batch.iter().filter(|m| fresh.remove(&m.id)).collect())
 }

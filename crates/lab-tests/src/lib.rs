@@ -56,14 +56,34 @@ const TEST_VARS: &[(&str, &str)] = &[
     ("CLICK_BATCH_MS", "5"),
 ];
 
-#[derive(Default)]
 pub struct StackBuilder {
     vars: Vec<(String, String)>,
     per_service: HashMap<&'static str, Vec<(String, String)>>,
     without: Vec<&'static str>,
+    #[cfg(feature = "async")]
+    broker_up: bool,
+}
+
+impl Default for StackBuilder {
+    fn default() -> Self {
+        StackBuilder {
+            vars: Vec::new(),
+            per_service: HashMap::new(),
+            without: Vec::new(),
+            #[cfg(feature = "async")]
+            broker_up: true,
+        }
+    }
 }
 
 impl StackBuilder {
+    /// Async mode: the services start while the broker is unreachable.
+    #[cfg(feature = "async")]
+    pub fn broker_down(mut self) -> Self {
+        self.broker_up = false;
+        self
+    }
+
     /// Sets a variable for every service.
     pub fn var(mut self, name: &str, value: &str) -> Self {
         self.vars.push((name.into(), value.into()));
@@ -141,6 +161,12 @@ impl StackBuilder {
                 .unwrap_or_else(|e| panic!("{name} failed to start: {e:#}"));
             stack.ports.insert(name, app.port());
             stack.running.insert(name, Running::spawn(app));
+        }
+        #[cfg(feature = "async")]
+        if self.broker_up {
+            stack.wait_ready().await;
+        } else {
+            stack.proxy.down();
         }
         stack
     }
@@ -235,6 +261,24 @@ impl Stack {
         self.send(self.http.get(self.url(service, path))).await
     }
 
+    /// GETs until `done` holds for the body (async work finishing), for at
+    /// most 20 s; returns the last body either way.
+    pub async fn get_until(
+        &self,
+        service: &str,
+        path: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = self.get(service, path).await;
+            if (status == 200 && done(&body)) || tokio::time::Instant::now() > deadline {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     async fn send(&self, request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
         let response = request.send().await.expect("request sent");
         let status = response.status().as_u16();
@@ -243,6 +287,18 @@ impl Stack {
             status,
             serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
         )
+    }
+
+    /// Waits until every running service answers `/ready` 200 (async mode:
+    /// connected to the broker).
+    pub async fn wait_ready(&self) {
+        for name in self.running.keys() {
+            let ready = eventually(Duration::from_secs(15), || async {
+                (self.get(name, "/ready").await.0 == 200).then_some(())
+            })
+            .await;
+            assert!(ready.is_some(), "{name} never became ready");
+        }
     }
 
     /// Stops a service gracefully (requests in flight finish) and frees its port.
@@ -266,6 +322,8 @@ impl Stack {
             .await
             .expect("service restarts");
         self.running.insert(name, Running::spawn(app));
+        #[cfg(feature = "async")]
+        self.wait_ready().await;
     }
 
     /// Drops the test's database under the running services, closing their

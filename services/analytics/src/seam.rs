@@ -75,6 +75,9 @@ mod batching {
 
     /// Publishes in flight at once.
     const IN_FLIGHT: usize = 8;
+    /// How long a click whose publish outcome is unknown (connection lost
+    /// before the confirm) waits for the broker to come back.
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
     type Waiter = oneshot::Sender<std::result::Result<(), String>>;
 
@@ -131,7 +134,7 @@ mod batching {
                     accepted_at: Utc::now(),
                 };
                 let result = match serde_json::to_vec(&ClickBatch { clicks }) {
-                    Ok(body) => ctx.bus.publish(&envelope, &body).await,
+                    Ok(body) => ctx.bus.publish_durably(&envelope, &body, PATIENCE).await,
                     Err(e) => Err(anyhow::anyhow!(e).into()),
                 };
                 drop(permit);

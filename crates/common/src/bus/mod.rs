@@ -113,6 +113,34 @@ impl Bus {
         confirm.await
     }
 
+    /// [`Bus::publish`] for a message whose sender waits for the answer (a
+    /// click): if the connection breaks after the message was sent but before
+    /// its confirm came, the outcome is unknown, so the same message (same
+    /// id: consumers keep one) is published again once the connection is
+    /// back, for up to `patience`. Fails at once if it was never sent.
+    pub async fn publish_durably(
+        &self,
+        envelope: &Envelope<'_>,
+        body: &[u8],
+        patience: Duration,
+    ) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut maybe_sent = false;
+        loop {
+            if !maybe_sent {
+                self.link()?;
+            }
+            match self.publish(envelope, body).await {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => {
+                    maybe_sent = true;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
     /// Sends without waiting for the confirm; the returned future waits for it.
     /// Lets the relay put a whole batch on the wire before the first confirm.
     async fn send(

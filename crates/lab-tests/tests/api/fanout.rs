@@ -1,5 +1,8 @@
 //! Scenario 3: a product update fanned out to search, cache and analytics.
 
+// Some tests here are sync-only; their helpers are unused in async mode.
+#![cfg_attr(feature = "async", allow(unused_imports, dead_code))]
+
 use chrono::{DateTime, Utc};
 use lab_tests::Stack;
 use serde_json::{Value, json};
@@ -8,6 +11,8 @@ fn time(v: &Value) -> DateTime<Utc> {
     v.as_str().expect("timestamp").parse().expect("RFC 3339")
 }
 
+// Sync answers; the async counterpart is in `async_scenarios`.
+#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn an_update_is_stored_then_search_cache_and_analytics_are_called_in_turn() {
     let stack = Stack::builder()
@@ -113,6 +118,8 @@ async fn bad_updates_are_422_and_change_nothing() {
     assert_eq!(logged, json!([]));
 }
 
+// Sync answers; the async counterpart is in `async_scenarios`.
+#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn with_search_down_the_update_stands_and_the_others_still_hear_of_it() {
     let stack = Stack::builder().without("search").start().await;

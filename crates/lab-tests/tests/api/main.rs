@@ -4,6 +4,10 @@
 // A failed unwrap in a test helper is a failed test, which is what we want.
 #![allow(clippy::unwrap_used)]
 
+#[cfg(feature = "async")]
+mod async_faults;
+#[cfg(feature = "async")]
+mod async_scenarios;
 mod bad_input;
 mod clicks;
 mod fanout;

@@ -3,6 +3,8 @@
 use lab_tests::Stack;
 use serde_json::json;
 
+// Sync answers; the async counterpart is in `async_scenarios`.
+#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn a_report_answers_with_the_hash_of_its_fixed_work() {
     let stack = Stack::builder()
@@ -38,6 +40,8 @@ async fn a_report_answers_with_the_hash_of_its_fixed_work() {
     assert!(job["started_at"].is_string() && job["completed_at"].is_string());
 }
 
+// Sync answers; the async counterpart is in `async_scenarios`.
+#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn without_a_fixed_count_the_work_is_calibrated_to_report_seconds() {
     let stack = Stack::builder()

@@ -1,11 +1,14 @@
 //! Scenario 5: the order saga and its compensation.
 
+// Some tests here are sync-only; their helpers are unused in async mode.
+#![cfg_attr(feature = "async", allow(unused_imports, dead_code))]
+
 use std::time::Duration;
 
 use lab_tests::{Stack, eventually};
 use serde_json::{Value, json};
 
-async fn stock(stack: &Stack, product: i64) -> (i64, i64) {
+pub(crate) async fn stock(stack: &Stack, product: i64) -> (i64, i64) {
     let (status, s) = stack.get("inventory", &format!("/stock/{product}")).await;
     assert_eq!(status, 200, "{s}");
     (
@@ -14,7 +17,7 @@ async fn stock(stack: &Stack, product: i64) -> (i64, i64) {
     )
 }
 
-fn steps(order: &Value) -> Vec<String> {
+pub(crate) fn steps(order: &Value) -> Vec<String> {
     order["steps"]
         .as_array()
         .expect("steps")
@@ -29,7 +32,7 @@ fn steps(order: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn payments(stack: &Stack) -> i64 {
+pub(crate) async fn payments(stack: &Stack) -> i64 {
     let mut db = stack.db().await;
     sqlx::query_scalar("SELECT count(*) FROM payment_service.payments")
         .fetch_one(&mut db)
@@ -37,6 +40,8 @@ async fn payments(stack: &Stack) -> i64 {
         .unwrap()
 }
 
+// Sync answers; the async counterpart is in `async_scenarios`.
+#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn a_declined_payment_releases_exactly_the_reserved_stock() {
     let stack = Stack::start().await;
@@ -80,6 +85,8 @@ async fn a_declined_payment_releases_exactly_the_reserved_stock() {
     assert_eq!(reservation["status"], "released");
 }
 
+// Sync answers; the async counterpart is in `async_scenarios`.
+#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn an_approved_payment_confirms_the_order_and_the_stock_stays_taken() {
     let stack = Stack::start().await;
@@ -117,6 +124,8 @@ async fn an_approved_payment_confirms_the_order_and_the_stock_stays_taken() {
     assert_eq!(payment["order_id"], order["id"]);
 }
 
+// Sync answers; the async counterpart is in `async_scenarios`.
+#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn an_unknown_product_is_404_without_a_payment() {
     let stack = Stack::start().await;
@@ -137,6 +146,8 @@ async fn an_unknown_product_is_404_without_a_payment() {
     assert_eq!(order["failure_reason"], "unknown product");
 }
 
+// Sync answers; the async counterpart is in `async_scenarios`.
+#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn not_enough_stock_is_409_without_a_payment() {
     let stack = Stack::start().await;
@@ -184,7 +195,11 @@ async fn bad_orders_are_422_and_change_nothing() {
     assert_eq!(status, 404, "no order was created");
 }
 
-async fn place_concurrently(stack: &Stack, count: usize, body: Value) -> Vec<(u16, Value)> {
+pub(crate) async fn place_concurrently(
+    stack: &Stack,
+    count: usize,
+    body: Value,
+) -> Vec<(u16, Value)> {
     let handles: Vec<_> = (0..count)
         .map(|_| {
             let request = stack
@@ -208,6 +223,8 @@ async fn place_concurrently(stack: &Stack, count: usize, body: Value) -> Vec<(u1
     answers
 }
 
+// Sync answers; the async counterpart is in `async_scenarios`.
+#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn fifty_concurrent_orders_for_ten_in_stock_never_oversell() {
     let stack = Stack::builder()
@@ -233,6 +250,8 @@ async fn fifty_concurrent_orders_for_ten_in_stock_never_oversell() {
     assert_eq!(payments(&stack).await, 10, "no payment for a refused order");
 }
 
+// Sync answers; the async counterpart is in `async_scenarios`.
+#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn fifty_concurrent_declined_orders_leave_the_stock_exactly_as_it_was() {
     let stack = Stack::builder()
@@ -261,6 +280,8 @@ async fn fifty_concurrent_declined_orders_leave_the_stock_exactly_as_it_was() {
     assert_eq!(open, 0, "every order ended failed");
 }
 
+// Sync answers; the async counterpart is in `async_scenarios`.
+#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn with_payment_down_the_order_fails_and_the_stock_is_released() {
     let stack = Stack::builder().without("payment").start().await;
@@ -284,6 +305,8 @@ async fn with_payment_down_the_order_fails_and_the_stock_is_released() {
     assert_eq!(order["status"], "failed");
 }
 
+// Sync answers; the async counterpart is in `async_scenarios`.
+#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn with_a_payment_timeout_the_order_fails_and_the_stock_is_released() {
     let stack = Stack::builder()
@@ -312,6 +335,8 @@ async fn with_a_payment_timeout_the_order_fails_and_the_stock_is_released() {
     assert_eq!(stock(&stack, 1).await, before);
 }
 
+// Sync answers; the async counterpart is in `async_scenarios`.
+#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn with_inventory_down_the_order_fails_with_503() {
     let stack = Stack::builder().without("inventory").start().await;
@@ -331,6 +356,8 @@ async fn with_inventory_down_the_order_fails_with_503() {
     assert_eq!(order["status"], "failed");
 }
 
+// Sync answers; the async counterpart is in `async_scenarios`.
+#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn a_release_owed_while_inventory_is_down_is_made_when_it_returns() {
     let mut stack = Stack::builder()
@@ -377,6 +404,8 @@ async fn a_release_owed_while_inventory_is_down_is_made_when_it_returns() {
     );
 }
 
+// Sync answers; the async counterpart is in `async_scenarios`.
+#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn a_saga_cut_off_by_a_crash_is_failed_later_and_its_stock_released() {
     let stack = Stack::builder()

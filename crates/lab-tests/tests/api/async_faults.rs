@@ -1,0 +1,242 @@
+//! Async mode under faults: whatever was acknowledged (a 200/202 answer, a
+//! confirmed publish) is never lost, and nothing happens twice.
+
+use std::time::Duration;
+
+use lab_tests::{Stack, eventually};
+use serde_json::{Value, json};
+
+use crate::saga::{place_concurrently, stock};
+
+async fn emails_per_user(stack: &Stack) -> Vec<(Option<i64>, i64)> {
+    let mut db = stack.db().await;
+    sqlx::query_as(
+        "SELECT user_id, count(*) FROM email_service.emails GROUP BY user_id ORDER BY user_id",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap()
+}
+
+async fn register(stack: &Stack, n: usize, tag: &str) -> Vec<Value> {
+    let mut users = Vec::new();
+    for i in 0..n {
+        let (status, user) = stack
+            .post(
+                "user",
+                "/register",
+                json!({"email": format!("{tag}{i}@example.com")}),
+            )
+            .await;
+        assert_eq!(status, 202, "{user}");
+        users.push(user);
+    }
+    users
+}
+
+async fn all_sent(stack: &Stack, users: &[Value]) {
+    for user in users {
+        let url = user["status_url"].as_str().unwrap();
+        let done = stack
+            .get_until("user", url, |u| u["email_status"] == "sent")
+            .await;
+        assert_eq!(done["email_status"], "sent", "{done}");
+    }
+}
+
+#[tokio::test]
+async fn with_the_email_consumer_stopped_every_user_still_gets_exactly_one_email() {
+    let mut stack = Stack::start().await;
+    stack.stop("email").await;
+
+    let users = register(&stack, 20, "stopped").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        stack.broker.depth("email.send").await,
+        20,
+        "the requests wait in the queue"
+    );
+    stack.restart("email").await;
+
+    all_sent(&stack, &users).await;
+    let counts = emails_per_user(&stack).await;
+    assert_eq!(counts.len(), 20);
+    assert!(counts.iter().all(|(_, n)| *n == 1), "{counts:?}");
+}
+
+#[tokio::test]
+async fn with_payment_stopped_mid_saga_every_order_still_ends_and_stock_is_exact() {
+    let mut stack = Stack::start().await;
+    stack
+        .put("inventory", "/stock/1", json!({"available": 20}))
+        .await;
+    stack.stop("payment").await;
+
+    let declined = place_concurrently(&stack, 10, json!({"product_id": 1, "quantity": 1})).await;
+    let approved = place_concurrently(
+        &stack,
+        5,
+        json!({"product_id": 1, "quantity": 1, "approve_payment": true}),
+    )
+    .await;
+    let held = eventually(Duration::from_secs(10), || async {
+        (stock(&stack, 1).await == (5, 15)).then_some(())
+    })
+    .await;
+    assert!(
+        held.is_some(),
+        "all 15 orders hold stock while payment is down"
+    );
+    stack.restart("payment").await;
+
+    for (answers, expected) in [(&declined, "failed"), (&approved, "confirmed")] {
+        for (status, order) in answers {
+            assert_eq!(*status, 202);
+            let url = order["status_url"].as_str().unwrap();
+            let done = stack
+                .get_until("order", url, |o| o["status"] != "pending")
+                .await;
+            assert_eq!(done["status"], expected, "{done}");
+        }
+    }
+    assert_eq!(
+        stock(&stack, 1).await,
+        (15, 0),
+        "declined stock returned, approved taken"
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_broker_connection_loses_no_click_and_no_registration() {
+    let stack = Stack::start().await;
+    let http = stack.http().clone();
+    let click_url = stack.url("analytics", "/track_click");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let clicking = stop.clone();
+    let clicks = tokio::spawn(async move {
+        let mut answered = 0;
+        let mut i = 0;
+        while !clicking.is_cancelled() {
+            i += 1;
+            let sent = http
+                .post(&click_url)
+                .json(&json!({"user_id": i, "page": "burst"}))
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status() == 200 => answered += 1,
+                Ok(r) => eprintln!(
+                    "click {i}: {} {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                ),
+                Err(e) => eprintln!("click {i}: {e}"),
+            }
+        }
+        answered
+    });
+    let before = register(&stack, 10, "before").await;
+
+    stack.proxy.down();
+    let during = register(&stack, 10, "during").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stack.proxy.up();
+    let after = register(&stack, 10, "after").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.cancel();
+    let answered = clicks.await.unwrap();
+
+    stack.wait_ready().await;
+    let stats = stack
+        .get_until("analytics", "/clicks/stats", |s| s["total"] == answered)
+        .await;
+    assert_eq!(stats["total"], answered, "stored clicks equal 200 answers");
+    assert!(answered > 0);
+    for users in [&before, &during, &after] {
+        all_sent(&stack, users).await;
+    }
+    assert!(emails_per_user(&stack).await.iter().all(|(_, n)| *n == 1));
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_and_the_consumer_keeps_serving() {
+    let stack = Stack::start().await;
+
+    let poison = uuid::Uuid::new_v4().to_string();
+    stack
+        .broker
+        .publish("user.registered", &poison, br#"{"to": 42}"#)
+        .await;
+    let users = register(&stack, 3, "after-poison").await;
+
+    let dead = eventually(Duration::from_secs(10), || async {
+        (stack.broker.depth("dead-letters").await == 1).then_some(())
+    })
+    .await;
+    assert!(dead.is_some(), "the poison message is in the dead letters");
+    all_sent(&stack, &users).await;
+    let text = stack
+        .http()
+        .get(stack.url("email", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(
+            r#"messages_dead_lettered_total{service="email",mode="async",queue="email.send"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"messages_retried_total{service="email",mode="async",queue="email.send"} 4"#
+        ),
+        "retried CONSUMER_MAX_ATTEMPTS - 1 times: {text}"
+    );
+}
+
+#[tokio::test]
+async fn the_same_message_delivered_twice_has_one_effect() {
+    let stack = Stack::start().await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let email = json!({"to": "twice@example.com", "subject": "hello", "user_id": null});
+    let body = serde_json::to_vec(&email).unwrap();
+
+    stack.broker.publish("user.registered", &id, &body).await;
+    stack.broker.publish("user.registered", &id, &body).await;
+
+    let sent = stack
+        .get_until("email", "/emails?to=twice@example.com", |e| e["count"] == 1)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, again) = stack.get("email", "/emails?to=twice@example.com").await;
+    assert_eq!(sent["count"], 1);
+    assert_eq!(again["count"], 1, "one email for one message id");
+}
+
+#[tokio::test]
+async fn services_start_without_the_broker_and_catch_up_when_it_comes() {
+    let stack = Stack::builder().broker_down().start().await;
+
+    let (status, ready) = stack.get("user", "/ready").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["checks"]["broker"], "unreachable");
+    assert_eq!(ready["checks"]["database"], "ok");
+    let users = register(&stack, 5, "early").await;
+    let (status, _) = stack
+        .post(
+            "analytics",
+            "/track_click",
+            json!({"user_id": 1, "page": "home"}),
+        )
+        .await;
+    assert_eq!(status, 503, "a click is answered only once durable");
+
+    stack.proxy.up();
+    stack.wait_ready().await;
+
+    all_sent(&stack, &users).await;
+}
