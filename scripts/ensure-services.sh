@@ -36,3 +36,22 @@ if ! pg_lets_us_in; then
 fi
 pg_lets_us_in || { say "cannot log in to PostgreSQL as postgres on 127.0.0.1"; exit 1; }
 say "PostgreSQL $version is up on 127.0.0.1:5432"
+
+# RabbitMQ for async mode, with the management and Prometheus plugins.
+rabbit_answers() { timeout 2 bash -c ': </dev/tcp/127.0.0.1/5672' 2>/dev/null; }
+if ! rabbit_answers; then
+    if ! command -v rabbitmq-server >/dev/null 2>&1; then
+        say "installing RabbitMQ"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+    fi
+    if ! rabbit_answers; then
+        say "starting RabbitMQ"
+        as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+        as_root rabbitmqctl await_startup >/dev/null
+    fi
+fi
+for _ in $(seq 1 60); do rabbit_answers && break; sleep 0.5; done
+rabbit_answers || { say "RabbitMQ does not answer on 127.0.0.1:5672"; exit 1; }
+as_root rabbitmq-plugins enable --quiet rabbitmq_prometheus rabbitmq_management >/dev/null 2>&1 || true
+say "RabbitMQ is up on 127.0.0.1:5672"

@@ -1,10 +1,47 @@
 #!/usr/bin/env bash
-# Builds the lab (release) and runs it: `scripts/lab.sh up`, `scripts/lab.sh up --without email`,
-# `scripts/lab.sh up --only payment`, `scripts/lab.sh status`.
+# Builds the lab (release) and runs it: `scripts/lab.sh up`, `scripts/lab.sh up --mode async`,
+# `scripts/lab.sh up --mode both` (sync on 80xx and async on 81xx side by side, separate
+# databases), `scripts/lab.sh up --without email`, `scripts/lab.sh up --only payment`,
+# `scripts/lab.sh status [--mode async]`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${1:-}" = "up" ]; then
+mode=sync
+args=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --mode) mode=$2; shift 2 ;;
+        --mode=*) mode=${1#--mode=}; shift ;;
+        *) args+=("$1"); shift ;;
+    esac
+done
+if [ "${args[0]:-}" = "up" ]; then
     scripts/ensure-services.sh
 fi
-cargo build --release --bins --quiet
-exec target/release/lab "$@"
+build() {
+    if [ "$1" = async ]; then
+        cargo build --release --bins --quiet --workspace --features lab-tests/async --target-dir target/async
+    else
+        cargo build --release --bins --quiet
+    fi
+}
+bin() { if [ "$1" = async ]; then echo target/async/release/lab; else echo target/release/lab; fi; }
+case "$mode" in
+    sync | async)
+        build "$mode"
+        exec "$(bin "$mode")" "${args[@]}"
+        ;;
+    both)
+        build sync
+        build async
+        "$(bin sync)" "${args[@]}" &
+        sync_pid=$!
+        "$(bin async)" "${args[@]}" &
+        async_pid=$!
+        trap 'kill -INT $sync_pid $async_pid 2>/dev/null || true' INT TERM
+        wait $sync_pid $async_pid
+        ;;
+    *)
+        echo "lab.sh: --mode is sync, async or both" >&2
+        exit 2
+        ;;
+esac

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The test command: unit and end-to-end tests against the real PostgreSQL,
-# then a smoke test of `lab up` with the service binaries as processes.
+# The test command: unit and end-to-end tests against the real PostgreSQL and
+# RabbitMQ in both modes, then a smoke test of `lab up` with the service
+# binaries as processes, in both modes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-services.sh
 start=$(date +%s)
+echo "== cargo test, sync mode"
 cargo test --workspace --locked
-scripts/smoke.sh
+echo "== cargo test, async mode"
+cargo test --workspace --locked --features lab-tests/async
+scripts/smoke.sh sync
+scripts/smoke.sh async
 echo "test.sh: all tests passed in $(( $(date +%s) - start )) s"

@@ -56,31 +56,20 @@ const TEST_VARS: &[(&str, &str)] = &[
     ("CLICK_BATCH_MS", "5"),
 ];
 
+#[derive(Default)]
 pub struct StackBuilder {
     vars: Vec<(String, String)>,
     per_service: HashMap<&'static str, Vec<(String, String)>>,
     without: Vec<&'static str>,
     #[cfg(feature = "async")]
-    broker_up: bool,
-}
-
-impl Default for StackBuilder {
-    fn default() -> Self {
-        StackBuilder {
-            vars: Vec::new(),
-            per_service: HashMap::new(),
-            without: Vec::new(),
-            #[cfg(feature = "async")]
-            broker_up: true,
-        }
-    }
+    broker_down: bool,
 }
 
 impl StackBuilder {
     /// Async mode: the services start while the broker is unreachable.
     #[cfg(feature = "async")]
     pub fn broker_down(mut self) -> Self {
-        self.broker_up = false;
+        self.broker_down = true;
         self
     }
 
@@ -135,6 +124,9 @@ impl StackBuilder {
         #[cfg(feature = "async")]
         let (proxy, broker) = {
             let proxy = broker::Proxy::start().await;
+            if self.broker_down {
+                proxy.down();
+            }
             let prefix = format!("t-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
             vars.push(("AMQP_URL".into(), proxy.url()));
             vars.push(("BROKER_PREFIX".into(), prefix.clone()));
@@ -163,10 +155,8 @@ impl StackBuilder {
             stack.running.insert(name, Running::spawn(app));
         }
         #[cfg(feature = "async")]
-        if self.broker_up {
+        if !self.broker_down {
             stack.wait_ready().await;
-        } else {
-            stack.proxy.down();
         }
         stack
     }

@@ -246,7 +246,7 @@ async fn supervise(ctx: Ctx, consumers: &'static [Consumer]) {
             }
             Err(e) => {
                 failures += 1;
-                if failures == 1 || failures % 20 == 0 {
+                if failures == 1 || failures.is_multiple_of(20) {
                     tracing::warn!(service, error = %e, attempts = failures, "cannot reach the message broker; retrying");
                 }
             }
