@@ -169,18 +169,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         } = run;
         let expected = scenario.expected(args.mode);
         let mut note = None;
-        if let (Some(before), Some(after)) = (clicks_before, stored_clicks(&target).await) {
+        if let Some(before) = clicks_before {
             // The stored count covers the warm-up too.
             let answered = stats.statuses.get(&200).copied().unwrap_or(0)
                 + warm.statuses.get(&200).copied().unwrap_or(0);
-            let stored = after - before;
+            // Async mode stores after answering: wait for the consumer to
+            // catch up (until the count stops moving for 5 s) and say how long it took.
+            let load_end = Instant::now();
+            let mut stored = stored_clicks(&target).await.unwrap_or(before) - before;
+            let mut last_change = Instant::now();
+            while stored < answered && last_change.elapsed() < Duration::from_secs(5) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let now = stored_clicks(&target).await.unwrap_or(before) - before;
+                if now != stored {
+                    last_change = Instant::now();
+                }
+                stored = now;
+            }
             note = Some(format!(
-                "clicks answered 200: {answered}, stored: {stored}{}",
+                "clicks answered 200: {answered}, stored: {stored}{} (backlog drained {:.1} s after the load)",
                 if stored == answered {
                     " (all stored)"
                 } else {
                     " (MISMATCH)"
-                }
+                },
+                load_end.elapsed().as_secs_f64()
             ));
         }
         reports.push(Report {
