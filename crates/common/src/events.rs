@@ -173,3 +173,19 @@ pub async fn claim_all<'m>(
     let mut fresh: std::collections::HashSet<Uuid> = fresh.into_iter().collect();
     Ok(batch.iter().filter(|m| fresh.remove(&m.id)).collect())
 }
+
+/// The async seams' one move: `event` joins the state change in `tx`, both
+/// commit, and the relay is told. After this the work is durably handed over.
+#[cfg(feature = "async")]
+pub async fn commit_with_event(
+    ctx: &Ctx,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    kind: &str,
+    event: &impl Serialize,
+    accepted_at: DateTime<Utc>,
+) -> Result<()> {
+    enqueue(&mut tx, kind, event, accepted_at).await?;
+    tx.commit().await?;
+    ctx.bus.wake_relay();
+    Ok(())
+}

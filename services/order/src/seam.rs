@@ -27,7 +27,7 @@ pub async fn start_saga(
 #[cfg(feature = "async")]
 pub async fn start_saga(
     ctx: &Ctx,
-    mut tx: Transaction<'static, Postgres>,
+    tx: Transaction<'static, Postgres>,
     order: &Order,
 ) -> Result<Delivery<Outcome>> {
     let reserve = common::messages::Reserve {
@@ -35,9 +35,7 @@ pub async fn start_saga(
         product_id: order.product_id,
         quantity: order.quantity,
     };
-    common::events::enqueue(&mut tx, "stock.reserve", &reserve, order.created_at).await?;
-    tx.commit().await?;
-    ctx.bus.wake_relay();
+    common::events::commit_with_event(ctx, tx, "stock.reserve", &reserve, order.created_at).await?;
     Ok(Delivery::Accepted)
 }
 

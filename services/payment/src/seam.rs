@@ -29,7 +29,7 @@ pub const CONSUMERS: &[Consumer] = &[];
 #[cfg(feature = "async")]
 pub async fn charge(
     ctx: &Ctx,
-    mut tx: Transaction<'static, Postgres>,
+    tx: Transaction<'static, Postgres>,
     payment: &Payment,
 ) -> Result<Delivery<Payment>> {
     let request = common::messages::PaymentRequest {
@@ -39,9 +39,8 @@ pub async fn charge(
         force_decline: payment.force_decline,
         payment_id: Some(payment.id),
     };
-    common::events::enqueue(&mut tx, "payment.requested", &request, payment.created_at).await?;
-    tx.commit().await?;
-    ctx.bus.wake_relay();
+    common::events::commit_with_event(ctx, tx, "payment.requested", &request, payment.created_at)
+        .await?;
     Ok(Delivery::Accepted)
 }
 

@@ -71,12 +71,11 @@ pub async fn announce_update(
 #[cfg(feature = "async")]
 pub async fn announce_update(
     ctx: &Ctx,
-    mut tx: Transaction<'static, Postgres>,
+    tx: Transaction<'static, Postgres>,
     product: &Product,
 ) -> Result<Delivery<Vec<FanoutCall>>> {
     let change = product.changed();
-    common::events::enqueue(&mut tx, "product.changed", &change, change.updated_at).await?;
-    tx.commit().await?;
-    ctx.bus.wake_relay();
+    common::events::commit_with_event(ctx, tx, "product.changed", &change, change.updated_at)
+        .await?;
     Ok(Delivery::Accepted)
 }

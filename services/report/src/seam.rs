@@ -22,13 +22,11 @@ pub async fn submit(
 #[cfg(feature = "async")]
 pub async fn submit(
     ctx: &Ctx,
-    mut tx: Transaction<'static, Postgres>,
+    tx: Transaction<'static, Postgres>,
     job: &Job,
 ) -> Result<Delivery<Job>> {
     let event = serde_json::json!({ "job_id": job.id });
-    common::events::enqueue(&mut tx, "report.requested", &event, job.created_at).await?;
-    tx.commit().await?;
-    ctx.bus.wake_relay();
+    common::events::commit_with_event(ctx, tx, "report.requested", &event, job.created_at).await?;
     Ok(Delivery::Accepted)
 }
 

@@ -44,12 +44,11 @@ pub async fn welcome_email(
 #[cfg(feature = "async")]
 pub async fn welcome_email(
     ctx: &Ctx,
-    mut tx: Transaction<'static, Postgres>,
+    tx: Transaction<'static, Postgres>,
     user: &User,
 ) -> Result<Delivery<EmailOutcome>> {
-    common::events::enqueue(&mut tx, "user.registered", &welcome(user), user.created_at).await?;
-    tx.commit().await?;
-    ctx.bus.wake_relay();
+    common::events::commit_with_event(ctx, tx, "user.registered", &welcome(user), user.created_at)
+        .await?;
     Ok(Delivery::Accepted)
 }
 
