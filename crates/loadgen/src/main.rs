@@ -8,6 +8,7 @@
 //! so a stalled stack shows as latency instead of as fewer requests
 //! (no coordinated omission).
 
+mod completion;
 mod scenario;
 mod stats;
 
@@ -18,9 +19,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use common::Mode;
+use completion::Tracker;
 use indicatif::{ProgressBar, ProgressStyle};
 use scenario::Scenario;
 use stats::{Stats, human};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(about = "Load driver for the sync-vs-async lab")]
@@ -48,6 +51,11 @@ struct RunArgs {
     /// Closed loop: this many concurrent clients.
     #[arg(long, default_value_t = 20)]
     clients: usize,
+    /// Closed loop: each client pauses this many milliseconds after an answer
+    /// before its next request (a user reading the page). 0: back to back,
+    /// which measures the stack at saturation.
+    #[arg(long, default_value_t = 0)]
+    think_ms: u64,
     /// Open loop: this many requests per second instead of a fixed number of clients.
     #[arg(long)]
     rate: Option<f64>,
@@ -62,6 +70,10 @@ struct RunArgs {
     /// Host the stack listens on.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
+    /// Async mode: seconds to keep following accepted work after the load
+    /// before reporting what is left (and how long it would take).
+    #[arg(long, default_value_t = 60.0)]
+    drain_timeout: f64,
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -91,6 +103,9 @@ struct Target {
     client: reqwest::Client,
     base: String,
     run_id: String,
+    /// The answer that means accepted; followed to its end when `tracker` is set.
+    expected: u16,
+    tracker: Option<Arc<Tracker>>,
 }
 
 impl Target {
@@ -111,10 +126,15 @@ impl Target {
             })?;
         let status = response.status().as_u16();
         // Read the whole answer: that is when the client has it.
-        response
+        let body = response
             .bytes()
             .await
             .map_err(|_| "body read error".to_owned())?;
+        if status == self.expected
+            && let Some(tracker) = &self.tracker
+        {
+            tracker.accept(&body);
+        }
         Ok(status)
     }
 }
@@ -125,7 +145,7 @@ struct Report {
     stats: Stats,
     elapsed: Duration,
     expected: u16,
-    note: Option<String>,
+    notes: Vec<String>,
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -140,10 +160,23 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let spec = common::services::find(scenario.service()).context("known service")?;
         let base = format!("http://{}:{}", args.host, spec.port(args.mode));
         check_up(&client, &base, scenario, args.mode).await?;
+        let expected = scenario.expected(args.mode);
+        let tracker = scenario
+            .followed(args.mode)
+            .then(|| Arc::new(Tracker::new(scenario)));
         let target = Arc::new(Target {
             client: client.clone(),
             base,
             run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+            expected,
+            tracker: tracker.clone(),
+        });
+        let load_over = CancellationToken::new();
+        let follower = tracker.map(|tracker| {
+            let (client, base, load_over) =
+                (client.clone(), target.base.clone(), load_over.clone());
+            let drain = Duration::from_secs_f64(args.drain_timeout);
+            tokio::spawn(async move { tracker.follow(&client, &base, load_over, drain).await })
         });
         let clicks_before = if scenario == Scenario::Click {
             stored_clicks(&target).await
@@ -151,6 +184,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             None
         };
         let duration = Duration::from_secs_f64(args.duration);
+        let think = Duration::from_millis(args.think_ms);
         let warmup = Duration::from_secs_f64(args.warmup);
         let (run, load) = match args.rate {
             Some(rate) => (
@@ -158,8 +192,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 format!("{rate}/s open"),
             ),
             None => (
-                closed_loop(&target, scenario, args.clients, warmup, duration).await,
-                format!("{} clients", args.clients),
+                closed_loop(&target, scenario, args.clients, think, warmup, duration).await,
+                if args.think_ms > 0 {
+                    format!("{} cl+{}ms", args.clients, args.think_ms)
+                } else {
+                    format!("{} clients", args.clients)
+                },
             ),
         };
         let Run {
@@ -167,8 +205,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             warmup: warm,
             elapsed,
         } = run;
-        let expected = scenario.expected(args.mode);
-        let mut note = None;
+        load_over.cancel();
+        let mut notes = Vec::new();
+        if let Some(follower) = follower {
+            notes.extend(follower.await?.describe());
+        }
         if let Some(before) = clicks_before {
             // The stored count covers the warm-up too.
             let answered = stats.statuses.get(&200).copied().unwrap_or(0)
@@ -186,7 +227,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
                 stored = now;
             }
-            note = Some(format!(
+            notes.push(format!(
                 "clicks answered 200: {answered}, stored: {stored}{} (backlog drained {:.1} s after the load)",
                 if stored == answered {
                     " (all stored)"
@@ -202,7 +243,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             stats,
             elapsed,
             expected,
-            note,
+            notes,
         });
     }
     print_reports(args.mode, &reports);
@@ -264,13 +305,15 @@ fn tick(bar: &ProgressBar, start: Instant, stats: &Mutex<Stats>) {
     bar.set_message(format!("{count} answers, {:.1}/s", count as f64 / secs));
 }
 
-/// `clients` loops, each sending its next request when the last is answered.
+/// `clients` loops, each sending its next request when the last is answered
+/// (and, with `think`, after pausing that long).
 /// Client `i` starts `i/clients` of the warm-up in, so they do not march in
 /// lockstep; what is answered before the warm-up ends is not measured.
 async fn closed_loop(
     target: &Arc<Target>,
     scenario: Scenario,
     clients: usize,
+    think: Duration,
     warmup: Duration,
     duration: Duration,
 ) -> Run {
@@ -302,6 +345,9 @@ async fn closed_loop(
                         s.record(latency, outcome);
                     }
                     count_if_in_window(&stats, start, deadline);
+                    if !think.is_zero() {
+                        tokio::time::sleep(think).await;
+                    }
                 }
             })
         })
@@ -455,7 +501,7 @@ fn print_reports(mode: Mode, reports: &[Report]) {
                 .collect();
             println!("{:<12} unexpected: {}", "", statuses.join(", "));
         }
-        if let Some(note) = &r.note {
+        for note in &r.notes {
             println!("{:<12} {note}", "");
         }
     }

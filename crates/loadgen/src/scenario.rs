@@ -1,5 +1,8 @@
 //! The six scenarios as the driver sends them, and the answer each expects.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use common::Mode;
 use serde_json::{Value, json};
 
@@ -77,6 +80,39 @@ impl Scenario {
             | (Scenario::Payment | Scenario::Report, Mode::Sync) => 200,
             (_, Mode::Async) => 202,
         }
+    }
+
+    /// Whether the driver follows the scenario's accepted operations to their
+    /// end (async mode; the fan-out and clicks have no per-operation status).
+    pub fn followed(self, mode: Mode) -> bool {
+        mode == Mode::Async
+            && matches!(
+                self,
+                Scenario::Register | Scenario::Payment | Scenario::Report | Scenario::Order
+            )
+    }
+
+    /// Accepted → finished, from a status endpoint's body, once the operation
+    /// reached its end (whichever outcome).
+    pub fn finished(self, body: &Value) -> Option<Duration> {
+        let (state, pending, finished_field) = match self {
+            Scenario::Register => ("email_status", "pending", "email_sent_at"),
+            Scenario::Payment => ("status", "pending", "completed_at"),
+            Scenario::Report => ("status", "", "completed_at"),
+            Scenario::Order => ("status", "pending", "updated_at"),
+            Scenario::Fanout | Scenario::Click => return None,
+        };
+        let state = body[state].as_str()?;
+        let over = match self {
+            Scenario::Report => matches!(state, "completed" | "failed"),
+            _ => state != pending,
+        };
+        if !over {
+            return None;
+        }
+        let at = |field: &str| body[field].as_str()?.parse::<DateTime<Utc>>().ok();
+        let took = at(finished_field)? - at("created_at")?;
+        Some(took.to_std().unwrap_or_default())
     }
 
     /// Method, path and body of request number `n` of a run.
