@@ -155,3 +155,37 @@ impl Scenario {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operation_is_finished_only_in_a_final_state_and_timed_by_the_server() {
+        let pending = json!({"email_status": "pending", "created_at": "2026-01-01T00:00:00Z"});
+        assert_eq!(Scenario::Register.finished(&pending), None);
+
+        let sent = json!({
+            "email_status": "sent",
+            "created_at": "2026-01-01T00:00:00Z",
+            "email_sent_at": "2026-01-01T00:00:00.5123Z",
+        });
+        assert_eq!(
+            Scenario::Register.finished(&sent),
+            Some(Duration::from_micros(512_300))
+        );
+
+        let running = json!({"status": "running", "created_at": "2026-01-01T00:00:00Z"});
+        assert_eq!(Scenario::Report.finished(&running), None);
+
+        let declined = json!({
+            "status": "failed",
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:02Z",
+        });
+        assert_eq!(
+            Scenario::Order.finished(&declined),
+            Some(Duration::from_secs(2))
+        );
+    }
+}
