@@ -2,6 +2,7 @@
 //! a launcher, and the tests (which bind port 0).
 
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -197,8 +198,12 @@ impl Application {
     }
 }
 
-/// The whole `main` of a service binary.
+/// The whole `main` of a service binary. With `--healthcheck` as its first
+/// argument it only asks the running service whether it is alive (exit 0 or 1).
 pub async fn serve_main(def: &ServiceDef) -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--healthcheck") {
+        return healthcheck(def.spec).await;
+    }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(e) => {
@@ -232,6 +237,58 @@ pub async fn serve_main(def: &ServiceDef) -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The container health check: the image carries no curl, so the binary asks
+/// its own `/health` on the address it would listen on. Silent when healthy,
+/// one line on stderr (kept in the container's health log) when not; exit 1,
+/// never 2, which Docker reserves.
+async fn healthcheck(spec: &ServiceSpec) -> ExitCode {
+    let checked = match Settings::from_env() {
+        Ok(settings) => check_health(&health_url(spec, &settings)).await,
+        Err(e) => Err(e.to_string()),
+    };
+    match checked {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(reason) => {
+            eprintln!("{}: unhealthy: {reason}", spec.binary());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where the service these settings describe answers `/health`: its port
+/// (`PORT`, else the contract's port for this build's mode) on loopback when
+/// it listens on every address, else on the address it is bound to.
+pub fn health_url(spec: &ServiceSpec, settings: &Settings) -> String {
+    let port = settings.port.unwrap_or(spec.port(MODE));
+    let host = match settings.host {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/health", SocketAddr::new(host, port))
+}
+
+/// GETs `url` with a 2 s limit: `Ok` only for a 200 answer.
+pub async fn check_health(url: &str) -> Result<(), String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        // A proxy from the environment must not stand between us and loopback.
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client.get(url).send().await.map_err(|e| {
+        if e.is_timeout() {
+            format!("{url} did not answer within 2 s")
+        } else {
+            format!("{url} is unreachable")
+        }
+    })?;
+    match response.status() {
+        StatusCode::OK => Ok(()),
+        status => Err(format!("{url} answered {status}")),
     }
 }
 
@@ -355,5 +412,83 @@ async fn method_not_allowed() -> Error {
     Error::Rejected {
         status: StatusCode::METHOD_NOT_ALLOWED,
         message: "method not allowed on this path".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::services::USER;
+
+    fn settings(vars: &[(&str, &str)]) -> Settings {
+        Settings::from_vars(vars.iter().copied()).expect("valid settings")
+    }
+
+    #[test]
+    fn the_health_url_is_the_contract_port_on_loopback() {
+        let port = USER.port(MODE);
+        assert_eq!(
+            health_url(&USER, &settings(&[])),
+            format!("http://127.0.0.1:{port}/health")
+        );
+        assert_eq!(
+            health_url(&USER, &settings(&[("BIND_HOST", "0.0.0.0")])),
+            format!("http://127.0.0.1:{port}/health")
+        );
+        assert_eq!(
+            health_url(&USER, &settings(&[("BIND_HOST", "::"), ("PORT", "9")])),
+            "http://[::1]:9/health"
+        );
+        assert_eq!(
+            health_url(&USER, &settings(&[("BIND_HOST", "10.1.2.3")])),
+            format!("http://10.1.2.3:{port}/health")
+        );
+    }
+
+    /// A one-shot HTTP server that answers every request with `status_line`.
+    async fn answering(status_line: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = [0; 1024];
+                let _ = stream.read(&mut request).await;
+                let answer = format!(
+                    "HTTP/1.1 {status_line}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        format!("http://127.0.0.1:{port}/health")
+    }
+
+    #[tokio::test]
+    async fn only_a_200_answer_is_healthy() {
+        assert_eq!(check_health(&answering("200 OK").await).await, Ok(()));
+        let err = check_health(&answering("503 Service Unavailable").await)
+            .await
+            .unwrap_err();
+        assert!(err.ends_with("answered 503 Service Unavailable"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn nobody_listening_is_unhealthy() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/health", listener.local_addr().expect("addr"));
+        drop(listener);
+        let err = check_health(&url).await.unwrap_err();
+        assert!(err.ends_with("is unreachable"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_is_unhealthy_after_two_seconds() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/health", listener.local_addr().expect("addr"));
+        // Accepted by the kernel's backlog, never answered.
+        let err = check_health(&url).await.unwrap_err();
+        assert!(err.ends_with("did not answer within 2 s"), "{err}");
+        drop(listener);
     }
 }

@@ -6,12 +6,60 @@
 //! from their own list of the same variables instead of touching the process
 //! environment, so parallel tests never race on it.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
 use crate::services::{MODE, SERVICES};
+
+/// Every environment variable a service process reads: what [`Settings`]
+/// reads, plus `RUST_LOG` (the tracing filter). The one list the Compose
+/// files, `.env.example` and their tests are checked against; a unit test
+/// below proves it is exactly what the code asks for.
+pub const VARS: &[&str] = &[
+    "BIND_HOST",
+    "PORT",
+    "DATABASE_URL",
+    "DB_MAX_CONNECTIONS",
+    "DB_ACQUIRE_TIMEOUT_MS",
+    "SYNC_WORKERS",
+    "OUTBOUND_CONNECT_TIMEOUT_MS",
+    "OUTBOUND_TIMEOUT_MS",
+    "BODY_LIMIT_BYTES",
+    "LOG_FORMAT",
+    "EMAIL_DELAY_MS",
+    "PAYMENT_DELAY_MS",
+    "SEARCH_DELAY_MS",
+    "CACHE_DELAY_MS",
+    "ANALYTICS_DELAY_MS",
+    "REPORT_SECONDS",
+    "REPORT_ITERATIONS",
+    "COMPENSATION_RETRY_MS",
+    "SAGA_STALE_AFTER_MS",
+    "AMQP_URL",
+    "BROKER_PREFIX",
+    "CONSUMER_PREFETCH",
+    "CONSUMER_MAX_ATTEMPTS",
+    "CONSUMER_RETRY_BASE_MS",
+    "BROKER_RECONNECT_MS",
+    "RELAY_POLL_MS",
+    "REPORT_WORKERS",
+    "CLICK_BATCH_SIZE",
+    "CLICK_BATCH_MS",
+    "USER_SERVICE_URL",
+    "PAYMENT_SERVICE_URL",
+    "PRODUCT_SERVICE_URL",
+    "REPORT_SERVICE_URL",
+    "ORDER_SERVICE_URL",
+    "ANALYTICS_SERVICE_URL",
+    "EMAIL_SERVICE_URL",
+    "SEARCH_SERVICE_URL",
+    "CACHE_SERVICE_URL",
+    "INVENTORY_SERVICE_URL",
+    "RUST_LOG",
+];
 
 /// A variable that could not be used, with the reason.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -115,10 +163,14 @@ impl Settings {
         K: Into<String>,
         V: Into<String>,
     {
-        let env = Env(vars
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect());
+        Self::read(&Env::new(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        ))
+    }
+
+    fn read(env: &Env) -> Result<Self, ConfigError> {
         let millis = |var, default| env.millis(var, default);
         let mut urls = HashMap::new();
         for spec in &SERVICES {
@@ -199,11 +251,27 @@ impl Settings {
     }
 }
 
-struct Env(HashMap<String, String>);
+/// The variables given, and the names the settings asked for (see [`VARS`]).
+struct Env {
+    vars: HashMap<String, String>,
+    asked: RefCell<BTreeSet<String>>,
+}
 
 impl Env {
+    fn new(vars: HashMap<String, String>) -> Self {
+        Env {
+            vars,
+            asked: RefCell::default(),
+        }
+    }
+
+    /// The one place a variable is looked up, so every name asked for is recorded.
     fn get(&self, var: &str) -> Option<&str> {
-        self.0.get(var).map(|v| v.trim()).filter(|v| !v.is_empty())
+        self.asked.borrow_mut().insert(var.to_owned());
+        self.vars
+            .get(var)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
     }
 
     fn string(&self, var: &str, default: &str) -> String {
@@ -290,6 +358,18 @@ mod tests {
         assert_eq!(err.var, "SYNC_WORKERS");
         let err = Settings::from_vars([("LOG_FORMAT", "xml")]).unwrap_err();
         assert_eq!(err.var, "LOG_FORMAT");
+    }
+
+    #[test]
+    fn vars_is_exactly_what_the_code_reads() {
+        let env = Env::new(HashMap::new());
+        Settings::read(&env).expect("defaults are valid");
+        let mut read = env.asked.into_inner();
+        // The tracing filter reads its own variable (telemetry::init).
+        read.insert(tracing_subscriber::EnvFilter::DEFAULT_ENV.to_owned());
+        let listed: BTreeSet<String> = VARS.iter().map(|v| (*v).to_owned()).collect();
+        assert_eq!(listed.len(), VARS.len(), "VARS has a duplicate");
+        assert_eq!(read, listed, "VARS and the variables read have drifted");
     }
 
     #[test]

@@ -19,6 +19,23 @@ async fn every_service_is_healthy_and_ready() {
 }
 
 #[tokio::test]
+async fn the_container_health_check_asks_the_running_service() {
+    let mut stack = Stack::start().await;
+    let base = stack.url("email", "");
+    let port = base.rsplit(':').next().unwrap();
+    // What `email-service --healthcheck` does inside its container.
+    let settings = common::Settings::from_vars([("BIND_HOST", "0.0.0.0"), ("PORT", port)]).unwrap();
+    let url = common::app::health_url(&common::services::EMAIL, &settings);
+    assert_eq!(url, format!("{base}/health"));
+
+    assert_eq!(common::app::check_health(&url).await, Ok(()));
+    stack.stop("email").await;
+    let stopped = common::app::check_health(&url).await;
+
+    assert!(stopped.is_err(), "a stopped service is unhealthy");
+}
+
+#[tokio::test]
 async fn without_its_database_a_service_is_alive_but_not_ready() {
     let stack = Stack::start().await;
 
