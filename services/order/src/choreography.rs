@@ -107,11 +107,18 @@ async fn refused(tx: &mut PgConnection, msg: &Incoming) -> Result<Option<Order>>
 /// The payment's verdict: commit the stock, or compensate by releasing it.
 async fn settled(tx: &mut PgConnection, msg: &Incoming) -> Result<Option<Order>> {
     let paid: PaymentResult = msg.payload()?;
-    // Payments clients made directly (scenario 2) are no order's business.
+    // The payment service sends only a saga's verdicts, with their order.
     let Some(order_id) = paid.order_id else {
         return Ok(None);
     };
     let order = order(tx, order_id).await?;
+    // Exactly one verdict per saga: the one it waits for. Anything else (a
+    // verdict for a finished order) must not move stock.
+    if order.status != "pending" || order.payment_id.is_some() {
+        tracing::warn!(order_id, payment_id = %paid.payment_id, status = %order.status,
+            "a payment verdict for an order that is not waiting for one: ignored");
+        return Ok(None);
+    }
     sqlx::query("UPDATE orders SET payment_id = $2, updated_at = now() WHERE id = $1")
         .bind(order.id)
         .bind(paid.payment_id)

@@ -82,19 +82,27 @@ mod consume {
             return Ok(());
         }
         let settled = crate::settle(&mut tx, &payment).await?;
-        let result = PaymentResult {
-            payment_id: settled.id,
-            status: settled.status.clone(),
-            transaction_id: settled.transaction_id.clone(),
-            order_id: settled.order_id,
-            amount: settled.amount_cents as f64 / 100.0,
-            currency: settled.currency.clone(),
-        };
-        enqueue(&mut tx, "payment.settled", &result, msg.accepted_at).await?;
+        // A client's payment (scenario 2) is finished here: the client reads
+        // it back. Only a saga's payment has someone waiting for the verdict:
+        // the order service. A client may name any order_id in its payment;
+        // that must not drive (or, for an unknown order, poison) a saga.
+        let from_saga = req.payment_id.is_none();
+        if from_saga {
+            let result = PaymentResult {
+                payment_id: settled.id,
+                status: settled.status.clone(),
+                transaction_id: settled.transaction_id.clone(),
+                order_id: settled.order_id,
+                amount: settled.amount_cents as f64 / 100.0,
+                currency: settled.currency.clone(),
+            };
+            enqueue(&mut tx, "payment.settled", &result, msg.accepted_at).await?;
+        }
         tx.commit().await?;
-        ctx.bus.wake_relay();
-        // A saga's payment is one step of scenario 5, timed by the order service.
-        if req.payment_id.is_some() {
+        if from_saga {
+            ctx.bus.wake_relay();
+        } else {
+            // A saga's payment is one step of scenario 5, timed by the order service.
             completed(&ctx, "payment", settled.created_at);
         }
         Ok(())

@@ -220,6 +220,68 @@ async fn an_approved_saga_confirms_the_order_and_commits_the_stock() {
     assert_eq!(stock(&stack, 2).await, (available - 4, 0));
 }
 
+/// A client's own payment (scenario 2) may name any `order_id`: it must not
+/// settle that order's saga, nor poison the saga's queue when no such order
+/// exists (found by the load driver: every scenario-2 payment was retried and
+/// dead-lettered by the order service).
+#[tokio::test]
+async fn a_clients_payment_naming_an_order_leaves_the_sagas_alone() {
+    let stack = Stack::builder()
+        .var("CONSUMER_RETRY_BASE_MS", "1")
+        .start()
+        .await;
+    let (_, order) = stack
+        .post(
+            "order",
+            "/create_order",
+            json!({"product_id": 3, "quantity": 1, "approve_payment": true}),
+        )
+        .await;
+    let first = final_order(&stack, &order).await;
+    assert_eq!(first["status"], "confirmed", "{first}");
+
+    for order_id in [order["id"].clone(), json!(987_654_321)] {
+        let (status, payment) = stack
+            .post(
+                "payment",
+                "/process_payment",
+                json!({"order_id": order_id, "amount": 9.5, "force_decline": true}),
+            )
+            .await;
+        assert_eq!(status, 202, "{payment}");
+        let url = payment["status_url"].as_str().unwrap();
+        let done = stack
+            .get_until("payment", url, |p| p["status"] != "pending")
+            .await;
+        assert_eq!(done["status"], "declined", "{done}");
+    }
+    // Even a verdict sent straight to the saga's queue for a finished order
+    // moves nothing.
+    let verdict = json!({"payment_id": uuid::Uuid::new_v4(), "status": "declined",
+        "transaction_id": null, "order_id": order["id"], "amount": 10.0, "currency": "USD"});
+    let id = uuid::Uuid::new_v4().to_string();
+    stack
+        .broker
+        .publish("payment.settled", &id, verdict.to_string().as_bytes())
+        .await;
+    // A saga behind them on the same queue: once it is through, a verdict
+    // wrongly sent to the order service would have been handled (retries
+    // are 1 ms apart here) and dead-lettered.
+    let (_, later) = stack
+        .post(
+            "order",
+            "/create_order",
+            json!({"product_id": 3, "quantity": 1, "approve_payment": true}),
+        )
+        .await;
+    assert_eq!(final_order(&stack, &later).await["status"], "confirmed");
+
+    let url = order["status_url"].as_str().unwrap();
+    let (_, now) = stack.get("order", url).await;
+    assert_eq!(now, first, "the confirmed order did not change");
+    assert_eq!(stack.broker.depth("dead-letters").await, 0);
+}
+
 #[tokio::test]
 async fn refused_stock_fails_the_order_without_a_payment() {
     let stack = Stack::start().await;
