@@ -10,11 +10,15 @@
 //!   within `--drain-timeout`, what is left and how long it would take at the
 //!   rate it was going.
 //!
-//! Polling is cheap on purpose: only the oldest few outstanding operations
-//! are asked about (queues are roughly first in, first out), and when none of
-//! them has finished the follower waits before asking again. While the stack
-//! keeps up that is about one GET per operation; while it falls behind, at
-//! most `WINDOW` GETs per `PAUSE`.
+//! Polling is bounded on purpose (the follower's GETs are load too): each
+//! round asks about the oldest few outstanding operations (queues are roughly
+//! first in, first out) and a few more taken in turn from the rest of the
+//! backlog (operations do not all finish in order: an order refused for lack
+//! of stock finishes at once while older ones wait for their payment). At
+//! most `HEAD + SWEEP` GETs per `GAP` (320/s) while operations finish, per
+//! `PAUSE` while none do. So an operation that finished out of order may be
+//! seen finished up to one sweep of the backlog later: the backlog figures
+//! can lag by that much, the completion times cannot (they are the server's).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
@@ -27,10 +31,15 @@ use tokio_util::sync::CancellationToken;
 use crate::scenario::Scenario;
 use crate::stats::human;
 
-/// Outstanding operations asked about at once.
-const WINDOW: usize = 8;
+/// The oldest outstanding operations, asked about every round.
+const HEAD: usize = 8;
+/// Further outstanding operations asked about every round, in turn.
+const SWEEP: usize = 8;
 /// Wait before asking again when none of them had finished.
 const PAUSE: Duration = Duration::from_millis(100);
+/// Least time between two rounds: the follower's GETs are load too, at most
+/// `(HEAD + SWEEP) / GAP` (320/s) however fast operations finish.
+const GAP: Duration = Duration::from_millis(50);
 /// One backlog sample per this much time.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
@@ -81,11 +90,21 @@ impl Tracker {
         }
     }
 
-    fn oldest(&self) -> Vec<String> {
-        self.outstanding
-            .lock()
-            .map(|q| q.iter().take(WINDOW).cloned().collect())
-            .unwrap_or_default()
+    /// The oldest [`HEAD`] operations and the next [`SWEEP`] from `cursor`
+    /// on among the others (wrapping); moves `cursor` past them.
+    fn next_batch(&self, cursor: &mut usize) -> Vec<String> {
+        let Ok(q) = self.outstanding.lock() else {
+            return Vec::new();
+        };
+        let mut batch: Vec<String> = q.iter().take(HEAD).cloned().collect();
+        let rest = q.len().saturating_sub(HEAD);
+        if rest > 0 {
+            let start = *cursor % rest;
+            let take = SWEEP.min(rest);
+            batch.extend((0..take).map(|i| q[HEAD + (start + i) % rest].clone()));
+            *cursor = start + take;
+        }
+        batch
     }
 
     fn remove(&self, done: &HashSet<String>) -> u64 {
@@ -118,11 +137,12 @@ impl Tracker {
         // (when, finished so far): the finishing rate over the last samples.
         let mut finished_at: VecDeque<(Instant, u64)> = VecDeque::new();
         let mut finished = 0u64;
+        let mut cursor = 0;
         loop {
             if load_end.is_none() && load_over.is_cancelled() {
                 load_end = Some((Instant::now(), self.backlog()));
             }
-            let batch = self.oldest();
+            let batch = self.next_batch(&mut cursor);
             let mut done = HashSet::new();
             let answers =
                 futures_util::future::join_all(batch.iter().map(|url| status(client, base, url)))
@@ -161,11 +181,10 @@ impl Tracker {
                     };
                 }
             }
-            if done.is_empty() {
-                tokio::select! {
-                    () = tokio::time::sleep(PAUSE) => {}
-                    () = load_over.cancelled(), if load_end.is_none() => {}
-                }
+            let wait = if done.is_empty() { PAUSE } else { GAP };
+            tokio::select! {
+                () = tokio::time::sleep_until((now + wait).into()) => {}
+                () = load_over.cancelled(), if load_end.is_none() => {}
             }
         }
     }
@@ -251,5 +270,49 @@ impl Completion {
             .map(|(_, n)| n.to_string())
             .collect::<Vec<_>>()
             .join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker(n: usize) -> Tracker {
+        let t = Tracker::new(Scenario::Order);
+        for i in 0..n {
+            t.accept(format!(r#"{{"status_url": "/orders/{i}"}}"#).as_bytes());
+        }
+        t
+    }
+
+    #[test]
+    fn every_round_asks_the_head_and_sweeps_the_rest_in_turn() {
+        let t = tracker(30);
+        let mut cursor = 0;
+        let mut seen = HashSet::new();
+        for _ in 0..3 {
+            let batch = t.next_batch(&mut cursor);
+            assert_eq!(batch.len(), HEAD + SWEEP);
+            assert_eq!(
+                batch[..HEAD],
+                (0..HEAD)
+                    .map(|i| format!("/orders/{i}"))
+                    .collect::<Vec<_>>()
+            );
+            seen.extend(batch);
+        }
+        assert_eq!(seen.len(), 30, "three rounds covered all 30");
+    }
+
+    #[test]
+    fn a_small_backlog_is_asked_about_once_per_round() {
+        let t = tracker(10);
+        let mut cursor = 5;
+        let batch = t.next_batch(&mut cursor);
+        let unique: HashSet<_> = batch.iter().collect();
+        assert_eq!((batch.len(), unique.len()), (10, 10));
+        let done: HashSet<String> = batch.into_iter().collect();
+        assert_eq!(t.remove(&done), 0);
+        assert!(t.next_batch(&mut cursor).is_empty());
     }
 }
