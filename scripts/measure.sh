@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Reproduces the README's "Measured" tables: each run gets a fresh stack (a new
+# database and new queues, so no run inherits another's backlog or its held
+# stock), then `lab-load run <args>`, then the stack is stopped.
+#
+#   scripts/measure.sh async                       # the README's async table
+#   scripts/measure.sh sync                        # the loads of the sync table
+#   scripts/measure.sh async "1 --rate 15 --duration 10"   # one run of your own
+#
+# It uses its own database (lab_measure_<mode>) and broker prefix (measure), so
+# your lab's data is left alone, but it needs the mode's ports (80xx or 81xx):
+# stop `scripts/lab.sh up` first. Run it on an otherwise idle machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:?usage: scripts/measure.sh sync|async [\"lab-load run arguments\" ...]}
+shift
+case "$mode" in
+    sync) bin=target/release ;;
+    async) bin=target/async/release ;;
+    *) echo "measure.sh: the mode is sync or async" >&2; exit 2 ;;
+esac
+if [ $# -eq 0 ] && [ "$mode" = sync ]; then
+    # The loads of the README's sync table (scripts/bench.sh, on a running stack).
+    set -- "1 --clients 20 --duration 20" "3 --clients 20 --duration 20" "6 --clients 50 --duration 20" \
+        "2 --clients 20 --duration 20" "5 --clients 20 --duration 20" "4 --clients 2 --duration 20"
+elif [ $# -eq 0 ]; then
+    set -- \
+        "6 --clients 50 --duration 10" \
+        "1 --rate 15 --duration 10" \
+        "1 --clients 50 --think-ms 1000 --duration 10 --drain-timeout 5" \
+        "1 --clients 50 --think-ms 100 --duration 10 --drain-timeout 5" \
+        "1 --clients 50 --duration 10 --drain-timeout 5" \
+        "2 --clients 50 --think-ms 1000 --duration 10 --drain-timeout 5" \
+        "2 --clients 50 --think-ms 100 --duration 10 --drain-timeout 5" \
+        "2 --clients 50 --duration 10 --drain-timeout 5" \
+        "5 --clients 50 --think-ms 1000 --duration 10 --drain-timeout 5" \
+        "5 --clients 50 --think-ms 100 --duration 10 --drain-timeout 5" \
+        "5 --clients 50 --duration 10 --drain-timeout 5" \
+        "4 --clients 50 --think-ms 1000 --duration 10 --drain-timeout 5" \
+        "4 --clients 50 --think-ms 100 --duration 10 --drain-timeout 5" \
+        "4 --clients 50 --duration 10 --drain-timeout 5"
+fi
+
+scripts/ensure-services.sh >/dev/null
+if [ "$mode" = async ]; then
+    cargo build --release --bins --quiet --locked --workspace --features lab-tests/async --target-dir target/async
+else
+    cargo build --release --bins --quiet --locked
+fi
+database=lab_measure_$mode
+export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$database BROKER_PREFIX=measure
+
+if "$bin/lab" status 2>/dev/null | grep -qw up; then
+    echo "measure.sh: a $mode stack is already running on its ports; stop it first" >&2
+    exit 1
+fi
+
+lab_pid=
+stop() {
+    if [ -n "$lab_pid" ]; then
+        kill -INT "$lab_pid" 2>/dev/null || true
+        wait "$lab_pid" 2>/dev/null || true
+        lab_pid=
+    fi
+}
+trap stop EXIT
+
+fresh() {
+    PGOPTIONS='-c client_min_messages=warning' psql -h 127.0.0.1 -U postgres -d postgres -qAtc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null
+    if [ "$mode" = async ]; then
+        for queue in $(rabbitmqctl -q list_queues name 2>/dev/null | grep '^measure\.' || true); do
+            rabbitmqctl -q delete_queue "$queue" >/dev/null
+        done
+    fi
+    "$bin/lab" up >"/tmp/measure-$mode.log" 2>&1 &
+    lab_pid=$!
+    for _ in $(seq 1 120); do
+        [ "$("$bin/lab" status 2>/dev/null | grep -cw up)" -eq 10 ] && return
+        sleep 0.5
+    done
+    echo "measure.sh: the stack did not come up; see /tmp/measure-$mode.log" >&2
+    exit 1
+}
+
+for run in "$@"; do
+    fresh
+    echo
+    # shellcheck disable=SC2086 # the arguments are words on purpose
+    echo "\$ lab-load run $run --mode $mode"
+    # shellcheck disable=SC2086
+    "$bin/lab-load" run $run --mode "$mode" 2>&1 | sed -n '/^scenario/,$p'
+    stop
+done
