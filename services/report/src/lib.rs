@@ -104,14 +104,12 @@ pub async fn run(ctx: &Ctx, job: &Job) -> Result<Job> {
         .execute(&ctx.db)
         .await?;
     let (report_type, iterations) = (job.report_type.clone(), job.iterations as u64);
-    let (hash, seconds) = ctx
-        .workers
-        .run(move || {
-            let start = std::time::Instant::now();
-            let hash = work::hash_chain(&report_type, iterations);
-            (hash, start.elapsed().as_secs_f64())
-        })
-        .await?;
+    let (hash, seconds) = seam::hash(ctx, move || {
+        let start = std::time::Instant::now();
+        let hash = work::hash_chain(&report_type, iterations);
+        (hash, start.elapsed().as_secs_f64())
+    })
+    .await?;
     let done = sqlx::query_as(&format!(
         "UPDATE jobs SET status = 'completed', report_hash = $2, computation_time_seconds = $3, completed_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"

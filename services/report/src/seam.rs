@@ -30,8 +30,44 @@ pub async fn submit(
     Ok(Delivery::Accepted)
 }
 
+/// Sync: the hashing is the request's own work, on one of the service's
+/// worker threads, at normal priority.
+#[cfg(not(feature = "async"))]
+pub async fn hash<T: Send + 'static>(
+    ctx: &Ctx,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    ctx.workers.run(work).await
+}
+
 #[cfg(not(feature = "async"))]
 pub const CONSUMERS: &[Consumer] = &[];
+
+/// Async: nobody waits on the hashing, so it runs behind the requests: on a
+/// thread of its own under `SCHED_IDLE` ([`crate::work::behind_requests`]).
+/// The cores go to requests (of every service on the machine) first and to
+/// reports whenever no request needs them. At most `REPORT_WORKERS` at once
+/// (the consumer's prefetch). Under a steady load elsewhere reports finish
+/// later, or not at all while the cores stay busy: the completion metrics
+/// and the driver's backlog show it.
+#[cfg(feature = "async")]
+pub async fn hash<T: Send + 'static>(
+    _: &Ctx,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
+    let (done, answer) = tokio::sync::oneshot::channel();
+    let span = tracing::Span::current();
+    std::thread::Builder::new()
+        .name("report-worker".into())
+        .spawn(move || {
+            crate::work::behind_requests();
+            let _ = done.send(span.in_scope(work));
+        })
+        .map_err(anyhow::Error::from)?;
+    Ok(answer
+        .await
+        .map_err(|_| anyhow::anyhow!("the report worker thread failed"))?)
+}
 
 /// Report workers: `REPORT_WORKERS` jobs hashed at once per instance.
 #[cfg(feature = "async")]

@@ -51,9 +51,49 @@ pub fn iterations(fixed: Option<u64>, seconds: f64) -> u64 {
     fixed.unwrap_or_else(|| ((rounds_per_second() * seconds) as u64).max(1))
 }
 
+/// Puts the calling thread behind every other on the machine: Linux's
+/// `SCHED_IDLE` policy, for work nobody is waiting on. It runs whenever a
+/// core has nothing else to do, and any other thread that wakes up takes the
+/// core from it at once (a lower nice value only shortens its turns). Without
+/// the permission (some sandboxes) it stays as it was, with a warning.
+pub fn behind_requests() {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    if let Err(e) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle) {
+        tracing::warn!(error = ?e, "report worker keeps its normal CPU priority");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The calling thread's scheduling policy (field 41 of its stat line).
+    fn policy() -> String {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("Linux");
+        let after_name = &stat[stat.rfind(')').expect("comm") + 2..];
+        after_name
+            .split(' ')
+            .nth(38)
+            .expect("policy field")
+            .to_owned()
+    }
+
+    #[test]
+    fn a_background_thread_runs_behind_the_others_and_only_it() {
+        let before = policy();
+        let worker = std::thread::spawn(|| {
+            behind_requests();
+            policy()
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(worker, "5", "SCHED_IDLE");
+        assert_eq!(policy(), before);
+    }
 
     #[test]
     fn the_chain_is_deterministic_and_depends_on_both_inputs() {
