@@ -51,10 +51,10 @@ pub fn iterations(fixed: Option<u64>, seconds: f64) -> u64 {
     fixed.unwrap_or_else(|| ((rounds_per_second() * seconds) as u64).max(1))
 }
 
-/// Puts the calling thread behind every other on the machine: Linux's
-/// `SCHED_IDLE` policy, for work nobody is waiting on. It runs whenever a
-/// core has nothing else to do, and any other thread that wakes up takes the
-/// core from it at once (a lower nice value only shortens its turns). Without
+/// Puts the calling thread behind the others: Linux's `SCHED_IDLE` policy,
+/// for work nobody is waiting on. It runs whenever a core has nothing else to
+/// do, and another thread (of the same scheduling group) that wakes up takes
+/// the core from it at once (a lower nice value only shortens its turns). Without
 /// the permission (some sandboxes) it stays as it was, with a warning.
 pub fn behind_requests() {
     use thread_priority::{
