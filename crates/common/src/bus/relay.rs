@@ -86,13 +86,6 @@ async fn publish_pending(ctx: &Ctx) -> Result<usize> {
         confirm.await?;
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    // Marking rows sent need not wait for the disk: if a crash loses the
-    // mark, the rows are published again and the consumers' inbox drops the
-    // copies. One fsync less per batch, and request commits do not queue
-    // behind it.
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
     sqlx::query("UPDATE outbox SET published_at = now() WHERE id = ANY($1)")
         .bind(&ids)
         .execute(&mut *tx)
