@@ -69,21 +69,17 @@ fn base_url(spec: &ServiceSpec) -> String {
     format!("http://127.0.0.1:{}", spec.port(MODE))
 }
 
-async fn answers(client: &reqwest::Client, spec: &ServiceSpec) -> bool {
-    let url = format!("{}/health", base_url(spec));
-    matches!(client.get(url).send().await, Ok(r) if r.status().is_success())
+/// The same check as a container's health check: 200 from `/health`.
+async fn health(spec: &ServiceSpec) -> Result<(), String> {
+    common::app::check_health(&format!("{}/health", base_url(spec))).await
 }
 
 async fn status() -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
     println!("{:<10} {:>5}  state", "service", "port");
     for spec in &SERVICES {
-        let state = if answers(&client, spec).await {
-            "up"
-        } else {
-            "down"
+        let state = match health(spec).await {
+            Ok(()) => "up".to_owned(),
+            Err(why) => format!("down ({why})"),
         };
         println!("{:<10} {:>5}  {state}", spec.name, spec.port(MODE));
     }
@@ -119,12 +115,9 @@ async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
         children.insert(spec.name, child);
     }
 
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(1))
-        .build()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     for spec in &chosen {
-        while !answers(&client, spec).await {
+        while health(spec).await.is_err() {
             if let Some(child) = children.get_mut(spec.name)
                 && let Some(exit) = child.try_wait()?
             {
