@@ -40,20 +40,15 @@ pids=()
 lock_held=false
 dbs=()
 prefix=""
+# shellcheck source=scripts/lib/lab-stack.sh
+. scripts/lib/lab-stack.sh
 cleanup() {
     set +e
     for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null; done
-    for pid in "${pids[@]}"; do
-        timeout 30 tail --pid="$pid" -f /dev/null 2>/dev/null || kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
-    for db in "${dbs[@]}"; do
-        psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1
-    done
+    for pid in "${pids[@]}"; do lab_stop "$pid"; done
+    for db in "${dbs[@]}"; do drop_database "$db"; done
     if [ -n "$prefix" ] && command -v rabbitmqctl >/dev/null 2>&1; then
-        for q in $(rabbitmqctl list_queues -q name 2>/dev/null | grep "^$prefix\\."); do
-            rabbitmqctl delete_queue "$q" >/dev/null 2>&1
-        done
+        delete_queues "$prefix"
         for x in $(rabbitmqctl list_exchanges -q name 2>/dev/null | grep "^$prefix\\."); do
             curl -s -o /dev/null -u guest:guest -X DELETE "http://127.0.0.1:15672/api/exchanges/%2f/$x"
         done
@@ -115,8 +110,8 @@ fi
 # --- 3. live -----------------------------------------------------------------
 scripts/ensure-services.sh
 say "building the debug binaries (as scripts/smoke.sh)"
-cargo build --bins --quiet --locked
-cargo build --bins --quiet --locked --workspace --features lab-tests/async --target-dir target/async
+lab_build sync debug
+lab_build async debug
 
 answers() { curl -s -o /dev/null --max-time 1 "127.0.0.1:$1/health"; }
 # The lab's ports are shared: wait while someone holds them (a benchmark
@@ -145,21 +140,17 @@ done
 export EMAIL_DELAY_MS=20 PAYMENT_DELAY_MS=20 SEARCH_DELAY_MS=10 CACHE_DELAY_MS=10 ANALYTICS_DELAY_MS=10
 export REPORT_ITERATIONS=10000 RUST_LOG=warn CONSUMER_RETRY_BASE_MS=50
 prefix="moncheck-$$"
+declare -A stack_pid
 for mode in sync async; do
     db="lab_moncheck_${mode}_$$"
     dbs+=("$db")
-    bin=target/debug
-    [ "$mode" = async ] && bin=target/async/debug
     DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" BROKER_PREFIX="$prefix" \
-        "$bin/lab" up >"$tmp/$mode.log" 2>&1 &
-    pids+=("$!")
+        lab_up "$(lab_bin "$mode" debug)" "$tmp/$mode.log"
+    pids+=("$LAB_PID")
+    stack_pid[$mode]=$LAB_PID
 done
 for mode in sync async; do
-    for _ in $(seq 1 240); do
-        grep -q "10 of 10 services up" "$tmp/$mode.log" && break
-        sleep 0.5
-    done
-    grep -q "10 of 10 services up" "$tmp/$mode.log" || { cat "$tmp/$mode.log"; say "the $mode stack did not come up"; exit 1; }
+    lab_wait "$tmp/$mode.log" "${stack_pid[$mode]}" || { say "the $mode stack did not come up"; exit 1; }
 done
 say "both stacks are up"
 
@@ -201,8 +192,7 @@ done
 sleep 12
 
 for mode in sync async; do
-    bin=target/debug
-    [ "$mode" = async ] && bin=target/async/debug
+    bin=$(lab_bin "$mode" debug)
     say "load: every scenario, $mode mode"
     if ! "$bin/lab-load" run 1 2 3 4 5 6 --mode "$mode" --clients 4 --duration 3 --warmup 0 >"$tmp/load-$mode.log" 2>&1; then
         cat "$tmp/load-$mode.log"

@@ -12,11 +12,12 @@
 # stop `scripts/lab.sh up` first. Run it on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/lab-stack.sh
+. scripts/lib/lab-stack.sh
 mode=${1:?usage: scripts/measure.sh sync|async [\"lab-load run arguments\" ...]}
 shift
 case "$mode" in
-    sync) bin=target/release ;;
-    async) bin=target/async/release ;;
+    sync | async) bin=$(lab_bin "$mode" release) ;;
     *) echo "measure.sh: the mode is sync or async" >&2; exit 2 ;;
 esac
 if [ $# -eq 0 ] && [ "$mode" = sync ]; then
@@ -42,48 +43,28 @@ elif [ $# -eq 0 ]; then
 fi
 
 scripts/ensure-services.sh >/dev/null
-if [ "$mode" = async ]; then
-    cargo build --release --bins --quiet --locked --workspace --features lab-tests/async --target-dir target/async
-else
-    cargo build --release --bins --quiet --locked
-fi
+lab_build "$mode" release
 database=lab_measure_$mode
 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$database BROKER_PREFIX=measure
 
-if "$bin/lab" status 2>/dev/null | grep -qw up; then
+if grep -qw up <<<"$("$bin/lab" status 2>/dev/null || true)"; then
     echo "measure.sh: a $mode stack is already running on its ports; stop it first" >&2
     exit 1
 fi
 
 lab_pid=
 stop() {
-    if [ -n "$lab_pid" ]; then
-        kill -INT "$lab_pid" 2>/dev/null || true
-        wait "$lab_pid" 2>/dev/null || true
-        lab_pid=
-    fi
+    [ -n "$lab_pid" ] && lab_stop "$lab_pid"
+    lab_pid=
 }
 trap stop EXIT
 
-fresh() {
-    PGOPTIONS='-c client_min_messages=warning' psql -h 127.0.0.1 -U postgres -d postgres -qAtc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null
-    if [ "$mode" = async ]; then
-        for queue in $(rabbitmqctl -q list_queues name 2>/dev/null | grep '^measure\.' || true); do
-            rabbitmqctl -q delete_queue "$queue" >/dev/null
-        done
-    fi
-    "$bin/lab" up >"/tmp/measure-$mode.log" 2>&1 &
-    lab_pid=$!
-    for _ in $(seq 1 120); do
-        [ "$("$bin/lab" status 2>/dev/null | grep -cw up)" -eq 10 ] && return
-        sleep 0.5
-    done
-    echo "measure.sh: the stack did not come up; see /tmp/measure-$mode.log" >&2
-    exit 1
-}
-
 for run in "$@"; do
-    fresh
+    drop_database "$database"
+    delete_queues measure
+    lab_up "$bin" "/tmp/measure-$mode.log"
+    lab_pid=$LAB_PID
+    lab_wait "/tmp/measure-$mode.log" "$lab_pid"
     echo
     # shellcheck disable=SC2086 # the arguments are words on purpose
     echo "\$ lab-load run $run --mode $mode"

@@ -7,14 +7,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-sync}
+# shellcheck source=scripts/lib/lab-stack.sh
+. scripts/lib/lab-stack.sh
 
+lab_build "$mode" debug
+bin=$(lab_bin "$mode" debug)
 if [ "$mode" = async ]; then
-    base=81 bin=target/async/debug
-    cargo build --bins --quiet --locked --workspace --features lab-tests/async --target-dir target/async
+    base=81
     export BROKER_PREFIX="smoke-$$"
 else
-    base=80 bin=target/debug
-    cargo build --bins --quiet --locked
+    base=80
 fi
 if curl -s -o /dev/null --max-time 1 "localhost:${base}01/health"; then
     echo "smoke: a stack already answers on port ${base}01; stop it to run the smoke test (skipped)"
@@ -26,31 +28,16 @@ export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
 export EMAIL_DELAY_MS=20 PAYMENT_DELAY_MS=20 SEARCH_DELAY_MS=10 CACHE_DELAY_MS=10 ANALYTICS_DELAY_MS=10
 export REPORT_ITERATIONS=10000 RUST_LOG=warn
 log=$(mktemp)
-"$bin/lab" up >"$log" 2>&1 &
-lab=$!
+lab_up "$bin" "$log"
+lab=$LAB_PID
 cleanup() {
-    kill -INT "$lab" 2>/dev/null || true
-    wait "$lab" 2>/dev/null || true
-    psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true
-    if [ "$mode" = async ] && command -v rabbitmqctl >/dev/null 2>&1; then
-        for q in $(rabbitmqctl list_queues -q name 2>/dev/null | grep "^$BROKER_PREFIX\\." || true); do
-            rabbitmqctl delete_queue "$q" >/dev/null 2>&1 || true
-        done
-    fi
+    lab_stop "$lab"
+    drop_database "$db"
+    [ "$mode" = async ] && delete_queues "$BROKER_PREFIX"
     rm -f "$log"
 }
 trap cleanup EXIT
-
-for _ in $(seq 1 120); do
-    grep -q "10 of 10 services up" "$log" && break
-    kill -0 "$lab" 2>/dev/null || break
-    sleep 0.5
-done
-if ! grep -q "10 of 10 services up" "$log"; then
-    cat "$log"
-    echo "smoke: the stack did not come up"
-    exit 1
-fi
+lab_wait "$log" "$lab"
 
 passed=0
 J='Content-Type: application/json'
