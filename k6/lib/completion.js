@@ -26,7 +26,7 @@ import { sleep } from 'k6';
 import { Rate, Trend } from 'k6/metrics';
 import { ASYNC, EXECUTOR, envNumber } from './config.js';
 import { FLOWS } from './flows.js';
-import { flowTags } from './http.js';
+import { flowTags, getJson } from './http.js';
 
 export const asyncCompletion = new Trend('async_completion', true);
 export const asyncCompleted = new Rate('async_completed');
@@ -79,6 +79,22 @@ export function follow(flow, probe) {
   const ms = outcome.ms >= 0 ? outcome.ms : Date.now() - started;
   asyncCompletion.add(ms, tags);
   return outcome.body;
+}
+
+/**
+ * Follows one accepted operation through the `status_url` its answer named,
+ * on `service` (`name` tags the GETs), until `finished(state)`: timed from
+ * the state's `created_at` to its `doneAt` field. Returns the final state, or
+ * null on timeout.
+ */
+export function followStatus(flow, service, url, name, { finished, doneAt }) {
+  return follow(flow, () => {
+    const state = getJson(flow, service, url, name);
+    if (!state || !finished(state)) {
+      return null;
+    }
+    return { ms: msBetween(state.created_at, state[doneAt]), body: state };
+  });
 }
 
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})$/i;

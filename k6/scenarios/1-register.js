@@ -7,8 +7,8 @@
 
 import { check } from 'k6';
 import { ASYNC, runToken } from '../lib/config.js';
-import { follow, msBetween, shouldFollow } from '../lib/completion.js';
-import { entry, flowTags, getJson, isId, isText, json } from '../lib/http.js';
+import { followStatus, shouldFollow } from '../lib/completion.js';
+import { entry, flowTags, isId, isText, json } from '../lib/http.js';
 import { options as buildOptions } from '../lib/profiles.js';
 import { requireServices } from '../lib/stack.js';
 
@@ -44,12 +44,9 @@ export function register() {
   if (!accepted || !shouldFollow(FLOW)) {
     return;
   }
-  const done = follow(FLOW, () => {
-    const u = getJson(FLOW, 'user', body.status_url, 'GET /users/{id}');
-    if (!u || u.email_status === 'pending') {
-      return null;
-    }
-    return { ms: msBetween(u.created_at, u.email_sent_at), body: u };
+  const done = followStatus(FLOW, 'user', body.status_url, 'GET /users/{id}', {
+    finished: (u) => u.email_status !== 'pending',
+    doneAt: 'email_sent_at',
   });
   if (done) {
     check(done, { 'register: email sent later (async)': (u) => u.email_status === 'sent' && isText(u.email_sent_at) }, TAGS);

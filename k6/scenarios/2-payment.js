@@ -8,8 +8,8 @@
 
 import { check } from 'k6';
 import { ASYNC } from '../lib/config.js';
-import { follow, msBetween, shouldFollow } from '../lib/completion.js';
-import { entry, flowTags, getJson, isText, json } from '../lib/http.js';
+import { followStatus, shouldFollow } from '../lib/completion.js';
+import { entry, flowTags, isText, json } from '../lib/http.js';
 import { options as buildOptions } from '../lib/profiles.js';
 import { requireServices } from '../lib/stack.js';
 
@@ -41,12 +41,9 @@ export function payment() {
   if (!accepted || !shouldFollow(FLOW)) {
     return;
   }
-  const done = follow(FLOW, () => {
-    const p = getJson(FLOW, 'payment', body.status_url, 'GET /payments/{id}');
-    if (!p || p.status === 'pending') {
-      return null;
-    }
-    return { ms: msBetween(p.created_at, p.completed_at), body: p };
+  const done = followStatus(FLOW, 'payment', body.status_url, 'GET /payments/{id}', {
+    finished: (p) => p.status !== 'pending',
+    doneAt: 'completed_at',
   });
   if (done) {
     check(done, {

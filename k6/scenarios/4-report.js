@@ -10,8 +10,8 @@
 
 import { check } from 'k6';
 import { ASYNC } from '../lib/config.js';
-import { follow, msBetween, shouldFollow } from '../lib/completion.js';
-import { entry, flowTags, getJson, isText, json } from '../lib/http.js';
+import { followStatus, shouldFollow } from '../lib/completion.js';
+import { entry, flowTags, isText, json } from '../lib/http.js';
 import { options as buildOptions } from '../lib/profiles.js';
 import { requireServices } from '../lib/stack.js';
 
@@ -44,12 +44,9 @@ export function report() {
   if (!accepted || !shouldFollow(FLOW)) {
     return;
   }
-  const done = follow(FLOW, () => {
-    const job = getJson(FLOW, 'report', body.status_url, 'GET /jobs/{job_id}');
-    if (!job || job.status === 'queued' || job.status === 'running') {
-      return null;
-    }
-    return { ms: msBetween(job.created_at, job.completed_at), body: job };
+  const done = followStatus(FLOW, 'report', body.status_url, 'GET /jobs/{job_id}', {
+    finished: (job) => job.status !== 'queued' && job.status !== 'running',
+    doneAt: 'completed_at',
   });
   if (done) {
     check(done, { 'report: completed later with report_hash (async)': (j) => j.status === 'completed' && HASH.test(j.report_hash) }, TAGS);

@@ -23,7 +23,7 @@ import { check } from 'k6';
 import exec from 'k6/execution';
 import http from 'k6/http';
 import { ASYNC, envFlag, envNumber } from '../lib/config.js';
-import { follow, msBetween, shouldFollow } from '../lib/completion.js';
+import { followStatus, shouldFollow } from '../lib/completion.js';
 import { waitUntilSettled } from '../lib/drain.js';
 import { entry, flowTags, getJson, isId, isText, json, putJson } from '../lib/http.js';
 import { options as buildOptions } from '../lib/profiles.js';
@@ -100,12 +100,9 @@ export function order() {
   if (!accepted || !shouldFollow(FLOW)) {
     return;
   }
-  const done = follow(FLOW, () => {
-    const o = getJson(FLOW, 'order', body.status_url, 'GET /orders/{id}');
-    if (!o || o.status === 'pending') {
-      return null;
-    }
-    return { ms: msBetween(o.created_at, o.updated_at), body: o };
+  const done = followStatus(FLOW, 'order', body.status_url, 'GET /orders/{id}', {
+    finished: (o) => o.status !== 'pending',
+    doneAt: 'updated_at',
   });
   if (!done) {
     return;
