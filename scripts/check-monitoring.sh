@@ -139,6 +139,8 @@ done
 
 export EMAIL_DELAY_MS=20 PAYMENT_DELAY_MS=20 SEARCH_DELAY_MS=10 CACHE_DELAY_MS=10 ANALYTICS_DELAY_MS=10
 export REPORT_ITERATIONS=10000 RUST_LOG=warn CONSUMER_RETRY_BASE_MS=50
+# Both stacks share PostgreSQL (as `scripts/lab.sh up --mode both`).
+export DB_MAX_CONNECTIONS=4
 prefix="moncheck-$$"
 declare -A stack_pid
 for mode in sync async; do

@@ -33,6 +33,12 @@ case "$mode" in
     both)
         build sync
         build async
+        # Two stacks share one PostgreSQL: 20 services x 4 fit its default
+        # max_connections (100); `lab up` refuses to start when they would not.
+        if [ -z "${DB_MAX_CONNECTIONS:-}" ]; then
+            export DB_MAX_CONNECTIONS=4
+            echo "lab.sh: both stacks share PostgreSQL: DB_MAX_CONNECTIONS=4 per service (set it to override)"
+        fi
         "$(bin sync)" "${args[@]}" &
         sync_pid=$!
         "$(bin async)" "${args[@]}" &

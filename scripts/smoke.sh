@@ -28,6 +28,19 @@ export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
 export EMAIL_DELAY_MS=20 PAYMENT_DELAY_MS=20 SEARCH_DELAY_MS=10 CACHE_DELAY_MS=10 ANALYTICS_DELAY_MS=10
 export REPORT_ITERATIONS=10000 RUST_LOG=warn
 log=$(mktemp)
+# More connections than PostgreSQL takes: `lab up` refuses to start (instead
+# of services that answer 503 after DB_ACQUIRE_TIMEOUT_MS under load).
+if DB_MAX_CONNECTIONS=100000 "$bin/lab" up >"$log" 2>&1; then
+    echo "smoke: lab up started with DB_MAX_CONNECTIONS=100000"
+    exit 1
+fi
+grep -q "raise PostgreSQL's max_connections" "$log" || { cat "$log"; echo "smoke: lab up did not say why it refused"; exit 1; }
+if curl -s -o /dev/null --max-time 1 "localhost:${base}01/health"; then
+    echo "smoke: a service runs although lab up refused to start"
+    exit 1
+fi
+drop_database "$db"
+refused=1
 lab_up "$bin" "$log"
 lab=$LAB_PID
 cleanup() {
@@ -86,4 +99,5 @@ if ! timeout 30 tail --pid="$lab" -f /dev/null; then
     exit 1
 fi
 passed=$((passed + 1))
+passed=$((passed + refused))
 echo "smoke ($mode): $passed passed, 0 failed"

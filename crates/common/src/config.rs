@@ -189,7 +189,7 @@ impl Settings {
                 "DATABASE_URL",
                 &format!("postgres://postgres@127.0.0.1:5432/lab_{MODE}"),
             ),
-            db_max_connections: env.positive("DB_MAX_CONNECTIONS", 10)?,
+            db_max_connections: env.positive("DB_MAX_CONNECTIONS", 8)?,
             db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS", 30_000)?,
             sync_workers: env.positive("SYNC_WORKERS", 40)?,
             outbound_connect_timeout: millis("OUTBOUND_CONNECT_TIMEOUT_MS", 1_000)?,

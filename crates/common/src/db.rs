@@ -52,6 +52,45 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// PostgreSQL's connection slots as seen from `url`: how many it allows this
+/// role (`max_connections`, less the slots reserved for superusers unless the
+/// role is one) and how many client connections are open now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slots {
+    pub allowed: i64,
+    pub open: i64,
+}
+
+impl Slots {
+    pub fn free(self) -> i64 {
+        (self.allowed - self.open).max(0)
+    }
+}
+
+pub async fn slots(url: &str) -> anyhow::Result<Slots> {
+    let options = PgConnectOptions::from_str(url).context("DATABASE_URL is not a Postgres URL")?;
+    let mut conn = options
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach Postgres at {url}"))?;
+    // `reserved_connections` (PostgreSQL 16) is for roles granted
+    // pg_use_reserved_connections; counting it against everyone errs safe.
+    let (allowed, open): (i64, i64) = sqlx::query_as(
+        "SELECT current_setting('max_connections')::bigint
+              - CASE WHEN r.rolsuper THEN 0
+                     ELSE current_setting('superuser_reserved_connections')::bigint
+                          + COALESCE(current_setting('reserved_connections', true)::bigint, 0)
+                END,
+                (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') - 1
+         FROM pg_roles r WHERE r.rolname = current_user",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .context("cannot read PostgreSQL's max_connections")?;
+    conn.close().await.ok();
+    Ok(Slots { allowed, open })
+}
+
 /// A pool whose connections see only `schema`. Connections are opened lazily
 /// and closed when idle, so an idle service holds none.
 pub fn pool(settings: &Settings, schema: &str) -> anyhow::Result<PgPool> {

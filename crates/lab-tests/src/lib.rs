@@ -33,7 +33,7 @@ pub fn definition(name: &str) -> &'static ServiceDef {
 }
 
 /// The Postgres server tests use (`TEST_DATABASE_URL`, without a database name).
-fn server_url() -> String {
+pub fn server_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }

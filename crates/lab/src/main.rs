@@ -99,6 +99,7 @@ async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
     if chosen.is_empty() {
         bail!("no service left to run");
     }
+    fits_in_postgres(chosen.len(), &settings).await?;
     let dir = binaries_dir()?;
     let mut children: HashMap<&'static str, Child> = HashMap::new();
     for spec in &chosen {
@@ -154,6 +155,29 @@ async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every service may open up to `DB_MAX_CONNECTIONS`; if PostgreSQL cannot
+/// take them all, a service that needs one more waits `DB_ACQUIRE_TIMEOUT_MS`
+/// and answers 503, a stall that would pass for slowness in the figures. So
+/// the lab refuses to start instead. Connections are opened lazily: this is
+/// the worst case, which load reaches.
+async fn fits_in_postgres(services: usize, settings: &Settings) -> anyhow::Result<()> {
+    let slots = common::db::slots(&settings.database_url).await?;
+    let pool = i64::from(settings.db_max_connections);
+    let need = services as i64 * pool;
+    if need > slots.free() {
+        let most = slots.free() / services as i64;
+        bail!(
+            "{services} services with DB_MAX_CONNECTIONS={pool} may open {need} connections, but \
+             PostgreSQL takes {} more ({} allowed, {} open now); set DB_MAX_CONNECTIONS to at most \
+             {most}, or raise PostgreSQL's max_connections",
+            slots.free(),
+            slots.allowed,
+            slots.open
+        );
+    }
+    Ok(())
+}
+
 /// The service binaries sit next to this one (`target/<profile>/`).
 fn binaries_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
@@ -170,8 +194,11 @@ async fn stop_all(children: &mut HashMap<&'static str, Child>) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
     }
+    // One deadline for all: they stop side by side, so `lab` itself is gone
+    // within 20 s (a script that kills it later must not orphan them).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     for (name, child) in children.iter_mut() {
-        if tokio::time::timeout(Duration::from_secs(20), child.wait())
+        if tokio::time::timeout_at(deadline, child.wait())
             .await
             .is_err()
         {

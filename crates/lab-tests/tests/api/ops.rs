@@ -200,3 +200,27 @@ async fn stopping_a_service_finishes_the_requests_in_flight() {
         "it no longer listens"
     );
 }
+
+#[tokio::test]
+async fn postgres_slots_count_what_is_open_and_what_is_allowed() {
+    use sqlx::Connection;
+    let url = format!("{}/postgres", lab_tests::server_url());
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(sqlx::PgConnection::connect(&url).await.unwrap());
+    }
+    let max: String = sqlx::query_scalar("SHOW max_connections")
+        .fetch_one(&mut held[0])
+        .await
+        .unwrap();
+
+    let slots = common::db::slots(&url).await.unwrap();
+
+    // The tests connect as a superuser: every slot is theirs to take.
+    assert_eq!(slots.allowed, max.parse::<i64>().unwrap());
+    assert!(
+        slots.open >= 4,
+        "the four held connections are open: {slots:?}"
+    );
+    assert_eq!(slots.free(), slots.allowed - slots.open);
+}
