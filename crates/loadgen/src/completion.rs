@@ -10,21 +10,24 @@
 //!   within `--drain-timeout`, what is left and how long it would take at the
 //!   rate it was going.
 //!
-//! Polling is bounded on purpose (the follower's GETs are load too): each
-//! round asks about the oldest few outstanding operations (queues are roughly
-//! first in, first out) and a few more taken in turn from the rest of the
-//! backlog (operations do not all finish in order: an order refused for lack
-//! of stock finishes at once while older ones wait for their payment). At
-//! most `HEAD + SWEEP` GETs per `GAP` (320/s) while operations finish, per
-//! `PAUSE` while none do. So an operation that finished out of order may be
-//! seen finished up to one sweep of the backlog later: the backlog figures
-//! can lag by that much, the completion times cannot (they are the server's).
+//! The follower's GETs are load too, so it sends none while the load is
+//! measured: the acknowledgement latencies are the scenario's alone. It asks
+//! once the load is over, and rebuilds the backlog over time from when each
+//! operation was accepted (the answer's arrival) and finished (the server's
+//! timestamp). Each round asks about the oldest few outstanding operations
+//! (queues are roughly first in, first out) and a few more taken in turn from
+//! the rest (operations do not all finish in order: an order refused for lack
+//! of stock finishes at once while older ones wait for their payment): at most
+//! `HEAD + SWEEP` GETs per `GAP` (320/s) while operations finish, per `PAUSE`
+//! while none do. An operation that finished but was not asked about before
+//! `--drain-timeout` counts as not finished.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 
@@ -42,11 +45,15 @@ const PAUSE: Duration = Duration::from_millis(100);
 const GAP: Duration = Duration::from_millis(50);
 /// One backlog sample per this much time.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// The finishing rate of a backlog left at the end is taken over this much.
+const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Operations accepted during a run and not yet seen finished.
 pub struct Tracker {
     scenario: Scenario,
     outstanding: Mutex<VecDeque<String>>,
+    /// When each answer that accepted an operation arrived.
+    accepted_at: Mutex<Vec<DateTime<Utc>>>,
     accepted: AtomicU64,
 }
 
@@ -73,6 +80,7 @@ impl Tracker {
         Tracker {
             scenario,
             outstanding: Mutex::new(VecDeque::new()),
+            accepted_at: Mutex::new(Vec::new()),
             accepted: AtomicU64::new(0),
         }
     }
@@ -83,9 +91,13 @@ impl Tracker {
             return;
         };
         if let Some(url) = value["status_url"].as_str() {
+            let now = Utc::now();
             self.accepted.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut q) = self.outstanding.lock() {
                 q.push_back(url.to_owned());
+            }
+            if let Ok(mut at) = self.accepted_at.lock() {
+                at.push(now);
             }
         }
     }
@@ -115,12 +127,8 @@ impl Tracker {
         q.len() as u64
     }
 
-    fn backlog(&self) -> u64 {
-        self.outstanding.lock().map_or(0, |q| q.len() as u64)
-    }
-
-    /// Follows the operations until the load is over (`load_over`) and every
-    /// one finished, or until `drain_timeout` after the load.
+    /// Waits for the load to be over (`load_over`), then follows the
+    /// operations until every one finished or `drain_timeout` passed.
     pub async fn follow(
         &self,
         client: &reqwest::Client,
@@ -128,75 +136,106 @@ impl Tracker {
         load_over: CancellationToken,
         drain_timeout: Duration,
     ) -> Completion {
-        let start = Instant::now();
+        let start = Utc::now();
         let mut latency =
             Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds");
-        let mut backlog = vec![(0.0, 0)];
-        let mut next_sample = start + SAMPLE_EVERY;
-        let mut load_end: Option<(Instant, u64)> = None;
-        // (when, finished so far): the finishing rate over the last samples.
-        let mut finished_at: VecDeque<(Instant, u64)> = VecDeque::new();
-        let mut finished = 0u64;
+        let mut finished = Vec::new();
+        load_over.cancelled().await;
+        let (load_end, ended) = (Utc::now(), Instant::now());
         let mut cursor = 0;
         loop {
-            if load_end.is_none() && load_over.is_cancelled() {
-                load_end = Some((Instant::now(), self.backlog()));
-            }
             let batch = self.next_batch(&mut cursor);
-            let mut done = HashSet::new();
             let answers =
                 futures_util::future::join_all(batch.iter().map(|url| status(client, base, url)))
                     .await;
+            let mut done = HashSet::new();
             for (url, answer) in batch.into_iter().zip(answers) {
-                if let Some(took) = answer.and_then(|body| self.scenario.finished(&body)) {
+                if let Some((accepted, at)) = answer.and_then(|body| self.scenario.finished(&body))
+                {
+                    let took = (at - accepted).to_std().unwrap_or_default();
                     latency.saturating_record(took.as_micros().max(1) as u64);
+                    finished.push(at);
                     done.insert(url);
                 }
             }
-            finished += done.len() as u64;
             let left = self.remove(&done);
-            let now = Instant::now();
-            if now >= next_sample {
-                backlog.push((now.duration_since(start).as_secs_f64(), left));
-                finished_at.push_back((now, finished));
-                if finished_at.len() > 10 {
-                    finished_at.pop_front();
-                }
-                next_sample += SAMPLE_EVERY;
-            }
-            if let Some((ended, at_end)) = load_end {
-                let waited = now.duration_since(ended);
-                if left == 0 || waited >= drain_timeout {
-                    backlog.push((now.duration_since(start).as_secs_f64(), left));
-                    return Completion {
-                        scenario: self.scenario,
-                        latency,
-                        accepted: self.accepted.load(Ordering::Relaxed),
-                        backlog,
-                        at_load_end: at_end,
-                        drained_after: (left == 0).then_some(waited),
-                        left,
-                        recent_rate: rate(&finished_at),
-                        waited,
-                    };
-                }
+            let waited = ended.elapsed();
+            if left == 0 || waited >= drain_timeout {
+                let accepted = self
+                    .accepted_at
+                    .lock()
+                    .map(|a| a.clone())
+                    .unwrap_or_default();
+                let history = History::new(accepted, finished);
+                let now = Utc::now();
+                let last = history.finished.last().copied();
+                return Completion {
+                    scenario: self.scenario,
+                    latency,
+                    accepted: self.accepted.load(Ordering::Relaxed),
+                    backlog: history.timeline(start, now),
+                    at_load_end: history.backlog_at(load_end),
+                    drained_after: (left == 0).then(|| {
+                        last.map_or(Duration::ZERO, |t| {
+                            (t - load_end).to_std().unwrap_or_default()
+                        })
+                    }),
+                    left,
+                    recent_rate: history.rate(load_end, now),
+                    waited,
+                };
             }
             let wait = if done.is_empty() { PAUSE } else { GAP };
-            tokio::select! {
-                () = tokio::time::sleep_until((now + wait).into()) => {}
-                () = load_over.cancelled(), if load_end.is_none() => {}
-            }
+            tokio::time::sleep(wait).await;
         }
     }
 }
 
-/// Operations finished per second between the oldest and newest sample.
-fn rate(samples: &VecDeque<(Instant, u64)>) -> f64 {
-    match (samples.front(), samples.back()) {
-        (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => {
-            (n1 - n0) as f64 / t1.duration_since(*t0).as_secs_f64()
+/// When operations were accepted and when those seen finished did: the
+/// backlog at any moment.
+struct History {
+    accepted: Vec<DateTime<Utc>>,
+    finished: Vec<DateTime<Utc>>,
+}
+
+impl History {
+    fn new(mut accepted: Vec<DateTime<Utc>>, mut finished: Vec<DateTime<Utc>>) -> Self {
+        accepted.sort_unstable();
+        finished.sort_unstable();
+        History { accepted, finished }
+    }
+
+    fn backlog_at(&self, t: DateTime<Utc>) -> u64 {
+        let accepted = self.accepted.partition_point(|a| *a <= t);
+        let finished = self.finished.partition_point(|f| *f <= t);
+        accepted.saturating_sub(finished) as u64
+    }
+
+    /// One sample per [`SAMPLE_EVERY`] from `start` to `end`, and one at `end`.
+    fn timeline(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(f64, u64)> {
+        let step = chrono::Duration::from_std(SAMPLE_EVERY).expect("a small duration");
+        let mut samples = Vec::new();
+        let mut t = start;
+        while t < end {
+            samples.push(((t - start).as_seconds_f64(), self.backlog_at(t)));
+            t += step;
         }
-        _ => 0.0,
+        samples.push(((end - start).as_seconds_f64(), self.backlog_at(end)));
+        samples
+    }
+
+    /// Operations finished per second over the [`RATE_WINDOW`] before `now`,
+    /// or since `since` if that is shorter (the end of the load: what finished
+    /// during it, such as orders refused at once, says nothing of the drain).
+    fn rate(&self, since: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
+        let window = chrono::Duration::from_std(RATE_WINDOW).expect("a small duration");
+        let from = (now - window).max(since);
+        let seconds = (now - from).as_seconds_f64();
+        if seconds <= 0.0 {
+            return 0.0;
+        }
+        let n = self.finished.len() - self.finished.partition_point(|f| *f <= from);
+        n as f64 / seconds
     }
 }
 
@@ -302,6 +341,31 @@ mod tests {
             seen.extend(batch);
         }
         assert_eq!(seen.len(), 30, "three rounds covered all 30");
+    }
+
+    #[test]
+    fn the_backlog_is_rebuilt_from_when_each_operation_was_accepted_and_finished() {
+        let t0: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let at = |ms: i64| t0 + chrono::Duration::milliseconds(ms);
+        // Four accepted in the first 1.5 s; three finished, the last at 3.2 s.
+        let history = History::new(
+            vec![at(100), at(600), at(1100), at(1500)],
+            vec![at(2200), at(900), at(3200)],
+        );
+
+        assert_eq!(history.backlog_at(at(0)), 0);
+        assert_eq!(
+            history.backlog_at(at(1000)),
+            1,
+            "two accepted, one finished"
+        );
+        assert_eq!(history.backlog_at(at(2000)), 3);
+        let timeline: Vec<u64> = history.timeline(t0, at(3500)).iter().map(|s| s.1).collect();
+        assert_eq!(timeline, [0, 1, 3, 2, 1]);
+        // Since the load ended at 2 s: two finished in 1.5 s.
+        assert!((history.rate(at(2000), at(3500)) - 2.0 / 1.5).abs() < 1e-9);
+        // The window is 10 s at most.
+        assert!((history.rate(t0, at(12_000)) - 2.0 / 10.0).abs() < 1e-9);
     }
 
     #[test]

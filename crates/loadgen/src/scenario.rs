@@ -1,7 +1,5 @@
 //! The six scenarios as the driver sends them, and the answer each expects.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use common::Mode;
 use serde_json::{Value, json};
@@ -92,9 +90,9 @@ impl Scenario {
             )
     }
 
-    /// Accepted → finished, from a status endpoint's body, once the operation
-    /// reached its end (whichever outcome).
-    pub fn finished(self, body: &Value) -> Option<Duration> {
+    /// When the server accepted and finished the operation, from a status
+    /// endpoint's body, once it reached its end (whichever outcome).
+    pub fn finished(self, body: &Value) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         let (state, pending, finished_field) = match self {
             Scenario::Register => ("email_status", "pending", "email_sent_at"),
             Scenario::Payment => ("status", "pending", "completed_at"),
@@ -111,8 +109,7 @@ impl Scenario {
             return None;
         }
         let at = |field: &str| body[field].as_str()?.parse::<DateTime<Utc>>().ok();
-        let took = at(finished_field)? - at("created_at")?;
-        Some(took.to_std().unwrap_or_default())
+        Some((at("created_at")?, at(finished_field)?))
     }
 
     /// Method, path and body of request number `n` of a run.
@@ -170,10 +167,8 @@ mod tests {
             "created_at": "2026-01-01T00:00:00Z",
             "email_sent_at": "2026-01-01T00:00:00.5123Z",
         });
-        assert_eq!(
-            Scenario::Register.finished(&sent),
-            Some(Duration::from_micros(512_300))
-        );
+        let (accepted, finished) = Scenario::Register.finished(&sent).unwrap();
+        assert_eq!((finished - accepted).num_microseconds(), Some(512_300));
 
         let running = json!({"status": "running", "created_at": "2026-01-01T00:00:00Z"});
         assert_eq!(Scenario::Report.finished(&running), None);
@@ -183,9 +178,7 @@ mod tests {
             "created_at": "2026-01-01T00:00:00Z",
             "updated_at": "2026-01-01T00:00:02Z",
         });
-        assert_eq!(
-            Scenario::Order.finished(&declined),
-            Some(Duration::from_secs(2))
-        );
+        let (accepted, finished) = Scenario::Order.finished(&declined).unwrap();
+        assert_eq!((finished - accepted).num_seconds(), 2);
     }
 }
