@@ -59,12 +59,30 @@ stop() {
 }
 trap stop EXIT
 
+# Waits (up to 60 s) until the CPUs are at least 90% idle over a second: the
+# previous run's leftovers (RabbitMQ reclaiming a deleted queue's messages,
+# PostgreSQL dropping a database) must not land in the next run's figures.
+settle() {
+    local i busy total idle prev_busy prev_total
+    read -r prev_busy prev_total < <(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+    for i in $(seq 1 60); do
+        sleep 1
+        read -r busy total < <(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+        idle=$(( 100 - 100 * (busy - prev_busy) / (total - prev_total + 1) ))
+        [ "$idle" -ge 90 ] && return 0
+        prev_busy=$busy prev_total=$total
+    done
+    echo "measure.sh: the machine is still busy (${idle}% idle after ${i} s); the figures may suffer" >&2
+}
+
 for run in "$@"; do
     drop_database "$database"
     delete_queues measure
+    settle
     lab_up "$bin" "/tmp/measure-$mode.log"
     lab_pid=$LAB_PID
     lab_wait "/tmp/measure-$mode.log" "$lab_pid"
+    settle
     echo
     # shellcheck disable=SC2086 # the arguments are words on purpose
     echo "\$ lab-load run $run --mode $mode"
