@@ -40,10 +40,13 @@ lab_wait() {
     return 1
 }
 
-# Stops a `lab up` (SIGINT stops its services), killing it after 30 s.
+# Stops a `lab up` (SIGINT stops its services), killing it and them after 30 s.
 lab_stop() {
     kill -INT "$1" 2>/dev/null || true
-    timeout 30 tail --pid="$1" -f /dev/null 2>/dev/null || kill -KILL "$1" 2>/dev/null || true
+    if ! timeout 30 tail --pid="$1" -f /dev/null 2>/dev/null; then
+        pkill -KILL -P "$1" 2>/dev/null || true
+        kill -KILL "$1" 2>/dev/null || true
+    fi
     wait "$1" 2>/dev/null || true
 }
 

@@ -138,9 +138,13 @@ async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
     banner(&chosen, &settings);
 
     let mut exited = Vec::new();
+    // Made once: a signal that came while a new one was not yet listening
+    // would be lost, and `lab` would never stop its services.
+    let shutdown = common::app::shutdown_signal();
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            () = common::app::shutdown_signal() => break,
+            () = &mut shutdown => break,
             () = tokio::time::sleep(Duration::from_millis(500)) => {
                 for (name, child) in &mut children {
                     if !exited.contains(name) && child.try_wait()?.is_some() {
