@@ -18,8 +18,8 @@
 //! (queues are roughly first in, first out) and a few more taken in turn from
 //! the rest (operations do not all finish in order: an order refused for lack
 //! of stock finishes at once while older ones wait for their payment): at most
-//! `HEAD + SWEEP` GETs per `GAP` (320/s) while operations finish, per `PAUSE`
-//! while none do. An operation that finished but was not asked about before
+//! `HEAD + SWEEP` GETs per `GAP` (1,280/s) while operations finish, per
+//! `PAUSE` (256/s) while none do. An operation that finished but was not asked about before
 //! `--drain-timeout` counts as not finished.
 
 use std::collections::{HashSet, VecDeque};
@@ -37,11 +37,12 @@ use crate::stats::human;
 /// The oldest outstanding operations, asked about every round.
 const HEAD: usize = 8;
 /// Further outstanding operations asked about every round, in turn.
-const SWEEP: usize = 8;
+const SWEEP: usize = 56;
 /// Wait before asking again when none of them had finished.
-const PAUSE: Duration = Duration::from_millis(100);
-/// Least time between two rounds: the follower's GETs are load too, at most
-/// `(HEAD + SWEEP) / GAP` (320/s) however fast operations finish.
+const PAUSE: Duration = Duration::from_millis(250);
+/// Least time between two rounds: the follower's GETs are load on the drain
+/// it measures, at most `(HEAD + SWEEP) / GAP` (1,280/s) however fast
+/// operations finish, 256/s while none do.
 const GAP: Duration = Duration::from_millis(50);
 /// One backlog sample per this much time.
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -326,7 +327,8 @@ mod tests {
 
     #[test]
     fn every_round_asks_the_head_and_sweeps_the_rest_in_turn() {
-        let t = tracker(30);
+        let n = HEAD + 3 * SWEEP;
+        let t = tracker(n);
         let mut cursor = 0;
         let mut seen = HashSet::new();
         for _ in 0..3 {
@@ -340,7 +342,7 @@ mod tests {
             );
             seen.extend(batch);
         }
-        assert_eq!(seen.len(), 30, "three rounds covered all 30");
+        assert_eq!(seen.len(), n, "three rounds covered them all");
     }
 
     #[test]
