@@ -15,9 +15,13 @@ use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 use crate::Settings;
 
+fn options(url: &str) -> anyhow::Result<PgConnectOptions> {
+    PgConnectOptions::from_str(url).context("DATABASE_URL is not a Postgres URL")
+}
+
 /// Creates the database named in `url` when it does not exist yet.
 pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
-    let options = PgConnectOptions::from_str(url).context("DATABASE_URL is not a Postgres URL")?;
+    let options = options(url)?;
     let name = options
         .get_database()
         .context("DATABASE_URL names no database")?
@@ -68,7 +72,7 @@ impl Slots {
 }
 
 pub async fn slots(url: &str) -> anyhow::Result<Slots> {
-    let options = PgConnectOptions::from_str(url).context("DATABASE_URL is not a Postgres URL")?;
+    let options = options(url)?;
     let mut conn = options
         .connect()
         .await
@@ -94,8 +98,7 @@ pub async fn slots(url: &str) -> anyhow::Result<Slots> {
 /// A pool whose connections see only `schema`. Connections are opened lazily
 /// and closed when idle, so an idle service holds none.
 pub fn pool(settings: &Settings, schema: &str) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(&settings.database_url)
-        .context("DATABASE_URL is not a Postgres URL")?
+    let options = options(&settings.database_url)?
         .options([("search_path", schema)])
         .log_statements(tracing::log::LevelFilter::Trace);
     Ok(PgPoolOptions::new()

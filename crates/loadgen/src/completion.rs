@@ -24,7 +24,6 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -49,13 +48,18 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// The finishing rate of a backlog left at the end is taken over this much.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
-/// Operations accepted during a run and not yet seen finished.
+/// Operations accepted during a run, and those not yet seen finished.
 pub struct Tracker {
     scenario: Scenario,
-    outstanding: Mutex<VecDeque<String>>,
+    accepted: Mutex<Accepted>,
+}
+
+#[derive(Default)]
+struct Accepted {
+    /// Status URLs of the operations not seen finished, oldest first.
+    outstanding: VecDeque<String>,
     /// When each answer that accepted an operation arrived.
-    accepted_at: Mutex<Vec<DateTime<Utc>>>,
-    accepted: AtomicU64,
+    at: Vec<DateTime<Utc>>,
 }
 
 /// What following the operations found.
@@ -80,9 +84,7 @@ impl Tracker {
     pub fn new(scenario: Scenario) -> Self {
         Tracker {
             scenario,
-            outstanding: Mutex::new(VecDeque::new()),
-            accepted_at: Mutex::new(Vec::new()),
-            accepted: AtomicU64::new(0),
+            accepted: Mutex::default(),
         }
     }
 
@@ -93,12 +95,9 @@ impl Tracker {
         };
         if let Some(url) = value["status_url"].as_str() {
             let now = Utc::now();
-            self.accepted.fetch_add(1, Ordering::Relaxed);
-            if let Ok(mut q) = self.outstanding.lock() {
-                q.push_back(url.to_owned());
-            }
-            if let Ok(mut at) = self.accepted_at.lock() {
-                at.push(now);
+            if let Ok(mut accepted) = self.accepted.lock() {
+                accepted.outstanding.push_back(url.to_owned());
+                accepted.at.push(now);
             }
         }
     }
@@ -106,9 +105,10 @@ impl Tracker {
     /// The oldest [`HEAD`] operations and the next [`SWEEP`] from `cursor`
     /// on among the others (wrapping); moves `cursor` past them.
     fn next_batch(&self, cursor: &mut usize) -> Vec<String> {
-        let Ok(q) = self.outstanding.lock() else {
+        let Ok(accepted) = self.accepted.lock() else {
             return Vec::new();
         };
+        let q = &accepted.outstanding;
         let mut batch: Vec<String> = q.iter().take(HEAD).cloned().collect();
         let rest = q.len().saturating_sub(HEAD);
         if rest > 0 {
@@ -121,11 +121,11 @@ impl Tracker {
     }
 
     fn remove(&self, done: &HashSet<String>) -> u64 {
-        let Ok(mut q) = self.outstanding.lock() else {
+        let Ok(mut accepted) = self.accepted.lock() else {
             return 0;
         };
-        q.retain(|url| !done.contains(url));
-        q.len() as u64
+        accepted.outstanding.retain(|url| !done.contains(url));
+        accepted.outstanding.len() as u64
     }
 
     /// Waits for the load to be over (`load_over`), then follows the
@@ -163,9 +163,9 @@ impl Tracker {
             let waited = ended.elapsed();
             if left == 0 || waited >= drain_timeout {
                 let accepted = self
-                    .accepted_at
+                    .accepted
                     .lock()
-                    .map(|a| a.clone())
+                    .map(|a| a.at.clone())
                     .unwrap_or_default();
                 let history = History::new(accepted, finished);
                 let now = Utc::now();
@@ -173,7 +173,7 @@ impl Tracker {
                 return Completion {
                     scenario: self.scenario,
                     latency,
-                    accepted: self.accepted.load(Ordering::Relaxed),
+                    accepted: history.accepted.len() as u64,
                     backlog: history.timeline(start, now),
                     at_load_end: history.backlog_at(load_end),
                     drained_after: (left == 0).then(|| {
