@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::topology::{self, DEAD, DEAD_LETTERS, EVENTS, QUEUES};
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -150,6 +150,41 @@ impl Broker {
         declared.message_count()
     }
 
+    /// A queue of the test's own, bound to the events exchange for `kinds`:
+    /// it receives a copy of every such event the services publish.
+    pub async fn tap(&self, kinds: &[&str]) -> Tap {
+        let connection = Self::connect().await;
+        let channel = connection.create_channel().await.expect("channel");
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        let queue = channel
+            .queue_declare("".into(), exclusive, FieldTable::default())
+            .await
+            .expect("tap queue")
+            .name()
+            .to_string();
+        for kind in kinds {
+            channel
+                .queue_bind(
+                    queue.as_str().into(),
+                    topology::named(&self.prefix, EVENTS).into(),
+                    (*kind).into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("bind the tap");
+        }
+        Tap {
+            _connection: connection,
+            channel,
+            queue,
+        }
+    }
+
     /// Deletes every queue and exchange of the test.
     pub async fn delete_all(&self) {
         let connection = Self::connect().await;
@@ -172,5 +207,36 @@ impl Broker {
                 .await;
         }
         let _ = connection.close(200, "done".into()).await;
+    }
+}
+
+/// See [`Broker::tap`]; gone with its connection.
+pub struct Tap {
+    _connection: Connection,
+    channel: Channel,
+    queue: String,
+}
+
+impl Tap {
+    /// The next event copied to the tap as (type, correlation id), waiting
+    /// up to 10 s.
+    pub async fn next(&self) -> Option<(String, String)> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            let got = self
+                .channel
+                .basic_get(self.queue.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .expect("get from the tap");
+            if let Some(message) = got {
+                let props = &message.delivery.properties;
+                let text = |v: &Option<lapin::types::ShortString>| {
+                    v.as_ref().map(|s| s.to_string()).unwrap_or_default()
+                };
+                return Some((text(props.kind()), text(props.correlation_id())));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        None
     }
 }

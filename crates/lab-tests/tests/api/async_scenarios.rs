@@ -46,6 +46,28 @@ async fn registration_is_accepted_at_once_and_the_email_follows() {
 }
 
 #[tokio::test]
+async fn the_request_id_travels_with_every_event_it_causes() {
+    let stack = Stack::start().await;
+    let tap = stack.broker.tap(&["user.registered", "email.sent"]).await;
+
+    let response = stack
+        .http()
+        .post(stack.url("user", "/register"))
+        .header("x-request-id", "trace-async-7")
+        .json(&json!({"email": "traced@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+
+    // user -> (user.registered) -> email -> (email.sent) -> user: both hops.
+    let mut seen = vec![tap.next().await, tap.next().await];
+    seen.sort();
+    let hop = |kind: &str| Some((kind.to_owned(), "trace-async-7".to_owned()));
+    assert_eq!(seen, [hop("email.sent"), hop("user.registered")]);
+}
+
+#[tokio::test]
 async fn a_payment_goes_from_pending_to_completed_or_declined() {
     let stack = Stack::start().await;
 
