@@ -51,11 +51,23 @@ pub fn iterations(fixed: Option<u64>, seconds: f64) -> u64 {
     fixed.unwrap_or_else(|| ((rounds_per_second() * seconds) as u64).max(1))
 }
 
-/// Puts the calling thread behind the others: Linux's `SCHED_IDLE` policy,
-/// for work nobody is waiting on. It runs whenever a core has nothing else to
-/// do, and another thread (of the same scheduling group) that wakes up takes
-/// the core from it at once (a lower nice value only shortens its turns). Without
-/// the permission (some sandboxes) it stays as it was, with a warning.
+/// Puts the calling thread behind everything else that wants a core, as far
+/// as the process is allowed to:
+///
+/// - Linux's `SCHED_IDLE` policy: another thread of the same scheduling group
+///   that wakes up takes the core from it at once (a lower nice value would
+///   only shorten its turns). That group is the process's session (its
+///   autogroup) or its container, so alone it only gives way to the service's
+///   own threads: PostgreSQL, RabbitMQ, the other services and the load driver
+///   are other groups, and a thread of theirs that wakes up may wait for the
+///   hashing's time slice.
+/// - So, where the cgroup v1 `cpu` controller is mounted and writable (a
+///   native run as root), the thread also moves to the cgroup
+///   [`IDLE_CGROUP`] with `cpu.idle` = 1: the same rule between that group
+///   and every other one on the machine.
+///
+/// Whatever is not allowed (some sandboxes, containers) is logged once and the
+/// thread stays as it was in that respect.
 pub fn behind_requests() {
     use thread_priority::{
         NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
@@ -65,6 +77,38 @@ pub fn behind_requests() {
     if let Err(e) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle) {
         tracing::warn!(error = ?e, "report worker keeps its normal CPU priority");
     }
+    // "0" in a v1 `tasks` file is the writing thread itself.
+    if let Some(group) = idle_cgroup()
+        && let Err(e) = std::fs::write(group.join("tasks"), "0")
+    {
+        tracing::warn!(error = %e, group = %group.display(), "report worker stays in its cgroup");
+    }
+}
+
+/// The cgroup of the threads nobody waits on (shared by every report service
+/// of the machine; left in place, empty, when they are gone).
+pub const IDLE_CGROUP: &str = "/sys/fs/cgroup/cpu/lab-background";
+
+/// Makes [`IDLE_CGROUP`] once per process; `None` where it cannot be made.
+fn idle_cgroup() -> Option<&'static std::path::Path> {
+    static GROUP: OnceLock<Option<&'static std::path::Path>> = OnceLock::new();
+    *GROUP.get_or_init(|| {
+        let group = std::path::Path::new(IDLE_CGROUP);
+        let made = match std::fs::create_dir(group) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+            _ => std::fs::write(group.join("cpu.idle"), "1"),
+        };
+        match made {
+            Ok(()) => {
+                tracing::info!(group = IDLE_CGROUP, "report workers run in an idle cgroup");
+                Some(group)
+            }
+            Err(e) => {
+                tracing::info!(error = %e, "no idle cgroup: report workers are idle only within the service's scheduling group");
+                None
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -93,6 +137,42 @@ mod tests {
         .expect("thread");
         assert_eq!(worker, "5", "SCHED_IDLE");
         assert_eq!(policy(), before);
+    }
+
+    /// The calling thread's cgroup in the v1 `cpu` hierarchy, if mounted.
+    fn cpu_cgroup() -> Option<String> {
+        let groups = std::fs::read_to_string("/proc/thread-self/cgroup").expect("Linux");
+        groups.lines().find_map(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+            controllers
+                .split(',')
+                .any(|c| c == "cpu")
+                .then(|| path.to_owned())
+        })
+    }
+
+    /// Where the machine lets a process make cgroups (CI and a native run as
+    /// root here), the worker leaves the process's cgroup for an idle one;
+    /// elsewhere this says so and checks only that nothing else moved.
+    #[test]
+    fn where_allowed_a_background_thread_runs_in_an_idle_cgroup() {
+        let before = cpu_cgroup();
+        let worker = std::thread::spawn(|| {
+            behind_requests();
+            cpu_cgroup()
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(cpu_cgroup(), before, "only the worker moves");
+        if idle_cgroup().is_none() {
+            eprintln!("no writable cgroup v1 cpu controller here: SCHED_IDLE only");
+            assert_eq!(worker, before);
+            return;
+        }
+        assert_eq!(worker.as_deref(), Some("/lab-background"));
+        let idle = std::fs::read_to_string(format!("{IDLE_CGROUP}/cpu.idle")).expect("cpu.idle");
+        assert_eq!(idle.trim(), "1");
     }
 
     #[test]
