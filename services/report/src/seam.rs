@@ -44,11 +44,10 @@ pub async fn hash<T: Send + 'static>(
 pub const CONSUMERS: &[Consumer] = &[];
 
 /// Async: nobody waits on the hashing, so it runs behind the requests: on a
-/// thread of its own under `SCHED_IDLE` ([`crate::work::behind_requests`]).
-/// The cores go to the lab's other threads first (requests, consumers) and
-/// to reports whenever nothing else needs them. (Processes started from
-/// another session, such as PostgreSQL, are scheduled as a separate group
-/// and do not get that precedence.) At most `REPORT_WORKERS` at once
+/// thread of its own under `SCHED_IDLE`, and in an idle cgroup where the
+/// machine allows ([`crate::work::behind_requests`]). The cores go to
+/// everything else first (requests, consumers, PostgreSQL, the broker) and
+/// to reports whenever nothing else needs them. At most `REPORT_WORKERS` at once
 /// (the consumer's prefetch). Under a steady load elsewhere reports finish
 /// later, or not at all while the cores stay busy: the completion metrics
 /// and the driver's backlog show it.
