@@ -64,10 +64,12 @@ trap stop EXIT
 # PostgreSQL dropping a database) must not land in the next run's figures.
 settle() {
     local i busy total idle prev_busy prev_total
-    read -r prev_busy prev_total < <(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+    # Busy and total jiffies of all CPUs (idle and iowait count as not busy).
+    cpu_times() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
+    read -r prev_busy prev_total < <(cpu_times)
     for i in $(seq 1 60); do
         sleep 1
-        read -r busy total < <(awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+        read -r busy total < <(cpu_times)
         idle=$(( 100 - 100 * (busy - prev_busy) / (total - prev_total + 1) ))
         [ "$idle" -ge 90 ] && return 0
         prev_busy=$busy prev_total=$total

@@ -87,7 +87,7 @@ pub fn behind_requests() {
 
 /// The cgroup of the threads nobody waits on (shared by every report service
 /// of the machine; left in place, empty, when they are gone).
-pub const IDLE_CGROUP: &str = "/sys/fs/cgroup/cpu/lab-background";
+const IDLE_CGROUP: &str = "/sys/fs/cgroup/cpu/lab-background";
 
 /// Makes [`IDLE_CGROUP`] once per process; `None` where it cannot be made.
 fn idle_cgroup() -> Option<&'static std::path::Path> {
@@ -126,15 +126,20 @@ mod tests {
             .to_owned()
     }
 
+    /// What `read` finds on a new thread after [`behind_requests`].
+    fn on_a_background_thread<T: Send + 'static>(read: fn() -> T) -> T {
+        std::thread::spawn(move || {
+            behind_requests();
+            read()
+        })
+        .join()
+        .expect("thread")
+    }
+
     #[test]
     fn a_background_thread_runs_behind_the_others_and_only_it() {
         let before = policy();
-        let worker = std::thread::spawn(|| {
-            behind_requests();
-            policy()
-        })
-        .join()
-        .expect("thread");
+        let worker = on_a_background_thread(policy);
         assert_eq!(worker, "5", "SCHED_IDLE");
         assert_eq!(policy(), before);
     }
@@ -158,12 +163,7 @@ mod tests {
     #[test]
     fn where_allowed_a_background_thread_runs_in_an_idle_cgroup() {
         let before = cpu_cgroup();
-        let worker = std::thread::spawn(|| {
-            behind_requests();
-            cpu_cgroup()
-        })
-        .join()
-        .expect("thread");
+        let worker = on_a_background_thread(cpu_cgroup);
         assert_eq!(cpu_cgroup(), before, "only the worker moves");
         if idle_cgroup().is_none() {
             eprintln!("no writable cgroup v1 cpu controller here: SCHED_IDLE only");
