@@ -38,7 +38,8 @@ pg_lets_us_in || { say "cannot log in to PostgreSQL as postgres on 127.0.0.1"; e
 say "PostgreSQL $version is up on 127.0.0.1:5432"
 
 # RabbitMQ for async mode, with the management and Prometheus plugins.
-rabbit_answers() { timeout 2 bash -c ': </dev/tcp/127.0.0.1/5672' 2>/dev/null; }
+answers() { timeout 2 bash -c ": </dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+rabbit_answers() { answers 5672; }
 if ! rabbit_answers; then
     if ! command -v rabbitmq-server >/dev/null 2>&1; then
         say "installing RabbitMQ"
@@ -54,4 +55,7 @@ fi
 for _ in $(seq 1 60); do rabbit_answers && break; sleep 0.5; done
 rabbit_answers || { say "RabbitMQ does not answer on 127.0.0.1:5672"; exit 1; }
 as_root rabbitmq-plugins enable --quiet rabbitmq_prometheus rabbitmq_management >/dev/null 2>&1 || true
-say "RabbitMQ is up on 127.0.0.1:5672"
+# The tests read queue and exchange properties through the management API.
+for _ in $(seq 1 60); do answers 15672 && break; sleep 0.5; done
+answers 15672 || { say "RabbitMQ's management API does not answer on 127.0.0.1:15672"; exit 1; }
+say "RabbitMQ is up on 127.0.0.1:5672 (management API on 15672)"

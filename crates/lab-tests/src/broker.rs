@@ -185,6 +185,26 @@ impl Broker {
         }
     }
 
+    /// How RabbitMQ's management API (`TEST_RABBITMQ_API`, by default
+    /// `http://127.0.0.1:15672`) describes one of the test's queues or
+    /// exchanges (`what`: `queues` or `exchanges`), as a user would see it.
+    pub async fn described(&self, what: &str, name: &str) -> serde_json::Value {
+        let api =
+            std::env::var("TEST_RABBITMQ_API").unwrap_or_else(|_| "http://127.0.0.1:15672".into());
+        let url = format!(
+            "{api}/api/{what}/%2f/{}",
+            topology::named(&self.prefix, name)
+        );
+        let response = reqwest::Client::new()
+            .get(&url)
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .expect("RabbitMQ's management API (scripts/ensure-services.sh enables it)");
+        assert_eq!(response.status(), 200, "{url}");
+        response.json().await.expect("JSON")
+    }
+
     /// Deletes every queue and exchange of the test.
     pub async fn delete_all(&self) {
         let connection = Self::connect().await;
@@ -217,10 +237,21 @@ pub struct Tap {
     queue: String,
 }
 
+/// What a tap saw of one event: its AMQP properties.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Seen {
+    pub kind: String,
+    pub correlation_id: String,
+    pub message_id: String,
+    /// 2 is persistent.
+    pub delivery_mode: Option<u8>,
+    /// Seconds since the epoch.
+    pub timestamp: Option<u64>,
+}
+
 impl Tap {
-    /// The next event copied to the tap as (type, correlation id), waiting
-    /// up to 10 s.
-    pub async fn next(&self) -> Option<(String, String)> {
+    /// The next event copied to the tap, waiting up to 10 s.
+    pub async fn next(&self) -> Option<Seen> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         while tokio::time::Instant::now() < deadline {
             let got = self
@@ -233,7 +264,13 @@ impl Tap {
                 let text = |v: &Option<lapin::types::ShortString>| {
                     v.as_ref().map(|s| s.to_string()).unwrap_or_default()
                 };
-                return Some((text(props.kind()), text(props.correlation_id())));
+                return Some(Seen {
+                    kind: text(props.kind()),
+                    correlation_id: text(props.correlation_id()),
+                    message_id: text(props.message_id()),
+                    delivery_mode: *props.delivery_mode(),
+                    timestamp: *props.timestamp(),
+                });
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }

@@ -61,10 +61,49 @@ async fn the_request_id_travels_with_every_event_it_causes() {
     assert_eq!(response.status(), 202);
 
     // user -> (user.registered) -> email -> (email.sent) -> user: both hops.
-    let mut seen = vec![tap.next().await, tap.next().await];
+    let mut seen: Vec<_> = [tap.next().await, tap.next().await]
+        .into_iter()
+        .map(|event| event.expect("both events reach the tap"))
+        .collect();
     seen.sort();
-    let hop = |kind: &str| Some((kind.to_owned(), "trace-async-7".to_owned()));
-    assert_eq!(seen, [hop("email.sent"), hop("user.registered")]);
+    let kinds: Vec<&str> = seen.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["email.sent", "user.registered"]);
+    let now = u64::try_from(Utc::now().timestamp()).unwrap();
+    for event in &seen {
+        assert_eq!(event.correlation_id, "trace-async-7", "{event:?}");
+        assert_eq!(event.delivery_mode, Some(2), "persistent: {event:?}");
+        assert!(
+            event.timestamp.is_some_and(|t| t.abs_diff(now) < 60),
+            "stamped when published: {event:?}"
+        );
+        uuid::Uuid::parse_str(&event.message_id).expect("a message id");
+    }
+    assert_ne!(seen[0].message_id, seen[1].message_id);
+}
+
+/// The topology survives a broker restart: what the services declared is
+/// durable, and every work queue hands what it rejects to the dead letters.
+#[tokio::test]
+async fn the_exchanges_and_queues_the_services_declare_are_durable() {
+    use common::topology::{DEAD, DEAD_LETTERS, EVENTS, QUEUES, named};
+    let stack = Stack::start().await;
+    let broker = &stack.broker;
+
+    for exchange in [EVENTS, DEAD] {
+        let described = broker.described("exchanges", exchange).await;
+        assert_eq!(described["durable"], true, "{described}");
+    }
+    let dead_letters = broker.described("queues", DEAD_LETTERS).await;
+    assert_eq!(dead_letters["durable"], true, "{dead_letters}");
+    for queue in QUEUES {
+        let described = broker.described("queues", queue.name).await;
+        assert_eq!(described["durable"], true, "{described}");
+        assert_eq!(
+            described["arguments"]["x-dead-letter-exchange"],
+            named(&broker.prefix, DEAD).as_str(),
+            "{described}"
+        );
+    }
 }
 
 #[tokio::test]
