@@ -185,6 +185,18 @@ impl Broker {
         }
     }
 
+    /// Takes the messages of one of the test's queues (`dead-letters`, ...)
+    /// as a [`Tap`] does.
+    pub async fn reader(&self, queue: &str) -> Tap {
+        let connection = Self::connect().await;
+        let channel = connection.create_channel().await.expect("channel");
+        Tap {
+            _connection: connection,
+            channel,
+            queue: topology::named(&self.prefix, queue),
+        }
+    }
+
     /// How RabbitMQ's management API (`TEST_RABBITMQ_API`, by default
     /// `http://127.0.0.1:15672`) describes one of the test's queues or
     /// exchanges (`what`: `queues` or `exchanges`), as a user would see it.
@@ -230,7 +242,7 @@ impl Broker {
     }
 }
 
-/// See [`Broker::tap`]; gone with its connection.
+/// See [`Broker::tap`] and [`Broker::reader`]; gone with its connection.
 pub struct Tap {
     _connection: Connection,
     channel: Channel,
@@ -247,10 +259,12 @@ pub struct Seen {
     pub delivery_mode: Option<u8>,
     /// Seconds since the epoch.
     pub timestamp: Option<u64>,
+    /// Why it was dead-lettered (the `x-reason` header), if it was.
+    pub reason: Option<String>,
 }
 
 impl Tap {
-    /// The next event copied to the tap, waiting up to 10 s.
+    /// The next message, waiting up to 10 s.
     pub async fn next(&self) -> Option<Seen> {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         while tokio::time::Instant::now() < deadline {
@@ -270,6 +284,12 @@ impl Tap {
                     message_id: text(props.message_id()),
                     delivery_mode: *props.delivery_mode(),
                     timestamp: *props.timestamp(),
+                    reason: props
+                        .headers()
+                        .as_ref()
+                        .and_then(|h| h.inner().get("x-reason"))
+                        .and_then(|v| v.as_long_string())
+                        .map(|v| v.to_string()),
                 });
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

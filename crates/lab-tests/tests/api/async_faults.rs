@@ -174,6 +174,16 @@ async fn a_poison_message_is_dead_lettered_and_the_consumer_keeps_serving() {
     })
     .await;
     assert!(dead.is_some(), "the poison message is in the dead letters");
+    let letter = stack.broker.reader("dead-letters").await.next().await;
+    let letter = letter.expect("the dead letter");
+    assert_eq!(letter.message_id, poison);
+    assert!(
+        letter
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("failed 5 times")),
+        "the reason travels with it: {letter:?}"
+    );
     all_sent(&stack, &users).await;
     let text = stack
         .http()
@@ -196,6 +206,30 @@ async fn a_poison_message_is_dead_lettered_and_the_consumer_keeps_serving() {
         ),
         "retried CONSUMER_MAX_ATTEMPTS - 1 times: {text}"
     );
+}
+
+/// A consumer holds at most `CONSUMER_PREFETCH` unacknowledged messages:
+/// the rest wait in the queue (where another worker could take them), not in
+/// one consumer's memory.
+#[tokio::test]
+async fn a_consumer_takes_no_more_than_its_prefetch() {
+    let stack = Stack::builder()
+        .var("CONSUMER_PREFETCH", "3")
+        .var("EMAIL_DELAY_MS", "5000")
+        .start()
+        .await;
+
+    register(&stack, 10, "prefetch").await;
+
+    // Three are being sent (5 s each), seven wait in the queue.
+    let waiting = eventually(Duration::from_secs(4), || async {
+        let depth = stack.broker.depth("email.send").await;
+        (depth == 7).then_some(depth)
+    })
+    .await;
+    assert_eq!(waiting, Some(7), "ready messages in email.send");
+    let (_, sent) = stack.get("email", "/emails").await;
+    assert_eq!(sent["count"], 0, "none finished yet: {sent}");
 }
 
 #[tokio::test]
