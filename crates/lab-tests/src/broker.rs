@@ -199,8 +199,9 @@ impl Broker {
 
     /// How RabbitMQ's management API (`TEST_RABBITMQ_API`, by default
     /// `http://127.0.0.1:15672`) describes one of the test's queues or
-    /// exchanges (`what`: `queues` or `exchanges`), as a user would see it.
-    pub async fn described(&self, what: &str, name: &str) -> serde_json::Value {
+    /// exchanges (`what`: `queues` or `exchanges`), as a user would see it;
+    /// `None` if the broker has no such thing.
+    pub async fn described(&self, what: &str, name: &str) -> Option<serde_json::Value> {
         let api =
             std::env::var("TEST_RABBITMQ_API").unwrap_or_else(|_| "http://127.0.0.1:15672".into());
         let url = format!(
@@ -213,8 +214,11 @@ impl Broker {
             .send()
             .await
             .expect("RabbitMQ's management API (scripts/ensure-services.sh enables it)");
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return None;
+        }
         assert_eq!(response.status(), 200, "{url}");
-        response.json().await.expect("JSON")
+        Some(response.json().await.expect("JSON"))
     }
 
     /// Deletes every queue and exchange of the test.

@@ -208,6 +208,26 @@ async fn a_poison_message_is_dead_lettered_and_the_consumer_keeps_serving() {
     );
 }
 
+/// A broker that comes back without the topology (a new node, a reset, a
+/// `rabbitmqctl delete_queue`): the services declare it again when they
+/// reconnect, and the flows work as before.
+#[tokio::test]
+async fn after_the_broker_lost_its_topology_the_services_declare_it_again() {
+    let stack = Stack::start().await;
+
+    stack.proxy.down();
+    stack.broker.delete_all().await;
+    let gone = stack.broker.described("queues", "email.send").await;
+    assert_eq!(gone, None, "email.send is deleted");
+    stack.proxy.up();
+    stack.wait_ready().await;
+
+    let users = register(&stack, 3, "after-reset").await;
+    all_sent(&stack, &users).await;
+    let queue = stack.broker.described("queues", "email.send").await;
+    assert_eq!(queue.expect("declared again")["durable"], true);
+}
+
 /// A consumer holds at most `CONSUMER_PREFETCH` unacknowledged messages:
 /// the rest wait in the queue (where another worker could take them), not in
 /// one consumer's memory.

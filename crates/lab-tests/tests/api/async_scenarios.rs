@@ -90,13 +90,13 @@ async fn the_exchanges_and_queues_the_services_declare_are_durable() {
     let broker = &stack.broker;
 
     for exchange in [EVENTS, DEAD] {
-        let described = broker.described("exchanges", exchange).await;
+        let described = broker.described("exchanges", exchange).await.unwrap();
         assert_eq!(described["durable"], true, "{described}");
     }
-    let dead_letters = broker.described("queues", DEAD_LETTERS).await;
+    let dead_letters = broker.described("queues", DEAD_LETTERS).await.unwrap();
     assert_eq!(dead_letters["durable"], true, "{dead_letters}");
     for queue in QUEUES {
-        let described = broker.described("queues", queue.name).await;
+        let described = broker.described("queues", queue.name).await.unwrap();
         assert_eq!(described["durable"], true, "{described}");
         assert_eq!(
             described["arguments"]["x-dead-letter-exchange"],
