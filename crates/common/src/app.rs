@@ -20,11 +20,13 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::detach::{self, Detached};
 use crate::outbound::{CallError, Outbound};
 use crate::workers::Workers;
 use crate::{Error, MODE, ServiceSpec, Settings, correlation, db, metrics, telemetry};
@@ -49,6 +51,9 @@ pub struct Ctx {
     pub outbound: Arc<Outbound>,
     /// Cancelled when the service starts shutting down; background tasks watch it.
     pub shutdown: CancellationToken,
+    /// Every request's handler runs on a task here ([`crate::detach`]);
+    /// shutdown waits for them before the pool closes.
+    pub tasks: TaskTracker,
     #[cfg(feature = "async")]
     pub bus: crate::bus::Bus,
 }
@@ -152,6 +157,7 @@ impl Application {
             db,
             outbound: Arc::new(outbound),
             shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
             #[cfg(feature = "async")]
             bus: crate::bus::Bus::new(name, &settings.broker),
             settings,
@@ -193,6 +199,9 @@ impl Application {
             })
             .await?;
         self.ctx.shutdown.cancel();
+        // Handlers whose clients hung up are still running: let them finish.
+        self.ctx.tasks.close();
+        self.ctx.tasks.wait().await;
         self.ctx.db.close().await;
         Ok(())
     }
@@ -331,6 +340,13 @@ fn with_common_parts(routes: Router, ctx: &Ctx) -> Router {
         .layer(DefaultBodyLimit::max(ctx.settings.body_limit))
         .layer(axum::middleware::from_fn(correlation::scope))
         .layer(axum::middleware::from_fn_with_state(name, metrics::track_http))
+        .layer(axum::middleware::from_fn_with_state(
+            Detached {
+                service: name,
+                tasks: ctx.tasks.clone(),
+            },
+            detach::run_to_end,
+        ))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

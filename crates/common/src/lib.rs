@@ -9,6 +9,7 @@ pub mod bus;
 pub mod config;
 pub mod correlation;
 pub mod db;
+pub mod detach;
 pub mod error;
 pub mod events;
 pub mod extract;

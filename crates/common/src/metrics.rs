@@ -52,6 +52,10 @@ fn describe() {
         "http_requests_total",
         "HTTP requests answered, by route and status"
     );
+    describe_counter!(
+        "requests_abandoned_total",
+        "Requests whose client hung up before the answer; each still ran to its end"
+    );
     describe_histogram!(
         "http_request_duration_seconds",
         Unit::Seconds,

@@ -279,6 +279,58 @@ impl Stack {
         )
     }
 
+    /// Sends a request as a client that gives up: it waits for the server to
+    /// start reading the body (`Expect: 100-continue`, answered once the
+    /// handler asks for it, so the request has surely started), sends the
+    /// body, waits `after`, and closes the connection without reading the
+    /// answer. Returns what had arrived by then (empty when nothing had).
+    pub async fn hang_up(
+        &self,
+        method: &str,
+        service: &str,
+        path: &str,
+        body: &serde_json::Value,
+        after: Duration,
+    ) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let url = self.url(service, path);
+        let address = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split('/').next())
+            .expect("an http:// URL");
+        let body = body.to_string();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nexpect: 100-continue\r\n\r\n",
+            body.len()
+        );
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        stream.write_all(head.as_bytes()).await.expect("send head");
+        let mut seen = Vec::new();
+        let continued = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut buf = [0; 256];
+            while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+                let n = stream.read(&mut buf).await.expect("read");
+                assert!(n > 0, "the server closed before asking for the body");
+                seen.extend_from_slice(&buf[..n]);
+            }
+        })
+        .await;
+        assert!(continued.is_ok(), "no 100 Continue within 10 s");
+        let interim = String::from_utf8_lossy(&seen).into_owned();
+        assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+        stream.write_all(body.as_bytes()).await.expect("send body");
+        tokio::time::sleep(after).await;
+        let mut answer = [0; 4096];
+        let n = match tokio::time::timeout(Duration::ZERO, stream.read(&mut answer)).await {
+            Ok(Ok(n)) => n,
+            _ => 0,
+        };
+        String::from_utf8_lossy(&answer[..n]).into_owned()
+    }
+
     /// Waits until every running service answers `/ready` 200 (async mode:
     /// connected to the broker).
     pub async fn wait_ready(&self) {
@@ -369,6 +421,55 @@ impl Drop for Stack {
         });
         let _ = dropped.join();
     }
+}
+
+/// The warnings and notices PostgreSQL sent to any service of this process
+/// since the first call (sqlx logs them under `sqlx::postgres::notice`).
+/// The first call installs the process's tracing subscriber that collects them.
+pub fn postgres_notices() -> Vec<String> {
+    use std::sync::{Mutex, OnceLock};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::{Layer, filter};
+
+    static NOTICES: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
+
+    struct Collect;
+    impl<S: tracing::Subscriber> Layer<S> for Collect {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Message(String);
+            impl tracing::field::Visit for Message {
+                fn record_debug(&mut self, _: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                    self.0.push_str(&format!("{value:?}"));
+                }
+                fn record_str(&mut self, _: &tracing::field::Field, value: &str) {
+                    self.0.push_str(value);
+                }
+            }
+            let mut message = Message(String::new());
+            event.record(&mut message);
+            if let Some(all) = NOTICES.get()
+                && let Ok(mut all) = all.lock()
+            {
+                all.push(message.0);
+            }
+        }
+    }
+
+    NOTICES.get_or_init(|| {
+        let only_notices = filter::filter_fn(|meta| meta.target() == "sqlx::postgres::notice");
+        let subscriber = tracing_subscriber::registry().with(Collect.with_filter(only_notices));
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other tracing subscriber in the test process");
+        Mutex::new(Vec::new())
+    });
+    NOTICES
+        .get()
+        .and_then(|all| all.lock().ok().map(|all| all.clone()))
+        .unwrap_or_default()
 }
 
 /// Polls `check` until it returns `Some`, for at most `limit`.

@@ -11,6 +11,7 @@ mod async_scenarios;
 mod bad_input;
 mod clicks;
 mod fanout;
+mod hangup;
 mod inventory;
 mod ops;
 mod payment;
