@@ -88,6 +88,21 @@ if [ "$mode" = async ]; then
     check 200 "localhost:${base}01/users/1"
     curl -s "localhost:${base}01/users/1" | grep -q '"email_status":"sent"' || { echo "smoke: the async email never completed"; cat "$log"; exit 1; }
 fi
+# Clients that give up after 5 ms, before most answers: every operation
+# they started must still end (the driver reads the stack's records back).
+if ! hangups=$("$bin/lab-load" run 1 5 6 --mode "$mode" --clients 4 --duration 2 --warmup 0 \
+    --drain-timeout 20 --hangup-after-ms 5 2>&1); then
+    echo "$hangups"
+    echo "smoke: the load with hang-ups failed"
+    exit 1
+fi
+echo "$hangups" | grep -E 'reconciled|hung up'
+if [ "$(echo "$hangups" | grep -c '^ *reconciled: ')" != 3 ] || echo "$hangups" | grep -q 'NOT RECONCILED'; then
+    echo "$hangups"
+    echo "smoke: work that clients hung up on was left unfinished"
+    exit 1
+fi
+passed=$((passed + 1))
 for port in $(seq "${base}01" "${base}10"); do
     check 200 "localhost:$port/ready"
 done

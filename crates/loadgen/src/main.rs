@@ -9,6 +9,7 @@
 //! (no coordinated omission).
 
 mod completion;
+mod reconcile;
 mod scenario;
 mod stats;
 
@@ -22,7 +23,7 @@ use common::Mode;
 use completion::Tracker;
 use indicatif::{ProgressBar, ProgressStyle};
 use scenario::Scenario;
-use stats::{Stats, human};
+use stats::{HUNG_UP, Stats, human};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -74,6 +75,33 @@ struct RunArgs {
     /// before reporting what is left (and how long it would take).
     #[arg(long, default_value_t = 60.0)]
     drain_timeout: f64,
+    /// Clients give up: a request with no answer after this many
+    /// milliseconds is abandoned and its connection closed (a closed tab,
+    /// curl's --max-time). The stack must still finish what it started.
+    #[arg(long)]
+    hangup_after_ms: Option<u64>,
+    /// With --hangup-after-ms: the share of requests whose client gives up
+    /// (0 to 1, spread evenly over the run).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_share)]
+    hangup_share: f64,
+    /// The stack's database, read after each load to reconcile: every
+    /// operation the load started (answered or not) reached a final state.
+    /// Default: the database `scripts/lab.sh up` gives the mode (lab_sync, lab_async).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err("a share from 0 to 1".into()),
+    }
+}
+
+/// Whether request `n` is one of the `share` whose client gives up, spread
+/// evenly: share 0.25 gives up on requests 3, 7, 11, ...
+fn hangs_up(share: f64, n: u64) -> bool {
+    (((n + 1) as f64) * share).floor() > ((n as f64) * share).floor()
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -106,30 +134,39 @@ struct Target {
     /// The answer that means accepted; followed to its end when `tracker` is set.
     expected: u16,
     tracker: Option<Arc<Tracker>>,
+    /// When and how often clients give up (--hangup-after-ms, --hangup-share).
+    hangup: Option<(Duration, f64)>,
 }
 
 impl Target {
     async fn send(&self, scenario: Scenario, n: u64) -> Result<u16, String> {
         let (method, path, body) = scenario.request(&self.run_id, n);
-        let response = self
+        let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    "timeout".to_owned()
-                } else {
-                    "connection error".to_owned()
-                }
-            })?;
+            .json(&body);
+        let gives_up = self.hangup.filter(|(_, share)| hangs_up(*share, n));
+        if let Some((after, _)) = gives_up {
+            request = request.timeout(after);
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_timeout() && gives_up.is_some() {
+                HUNG_UP.to_owned()
+            } else if e.is_timeout() {
+                "timeout".to_owned()
+            } else {
+                "connection error".to_owned()
+            }
+        })?;
         let status = response.status().as_u16();
         // Read the whole answer: that is when the client has it.
-        let body = response
-            .bytes()
-            .await
-            .map_err(|_| "body read error".to_owned())?;
+        let body = response.bytes().await.map_err(|e| {
+            if e.is_timeout() && gives_up.is_some() {
+                HUNG_UP.to_owned()
+            } else {
+                "body read error".to_owned()
+            }
+        })?;
         if status == self.expected
             && let Some(tracker) = &self.tracker
         {
@@ -170,6 +207,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
             expected,
             tracker: tracker.clone(),
+            hangup: args
+                .hangup_after_ms
+                .map(|ms| (Duration::from_millis(ms), args.hangup_share)),
         });
         let load_over = CancellationToken::new();
         let follower = tracker.map(|tracker| {
@@ -178,10 +218,24 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             let drain = Duration::from_secs_f64(args.drain_timeout);
             tokio::spawn(async move { tracker.follow(&client, &base, load_over, drain).await })
         });
-        let clicks_before = if scenario == Scenario::Click {
-            stored_clicks(&target).await
-        } else {
-            None
+        let database_url = args.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "postgres://postgres@127.0.0.1:5432/lab_{}",
+                args.mode.as_str()
+            )
+        });
+        let mut audit = reconcile::Audit::begin(&database_url)
+            .await
+            .map_err(|e| {
+                eprintln!(
+                    "lab-load: no reconciliation for {}: cannot read the stack's database ({e})",
+                    scenario.name()
+                );
+            })
+            .ok();
+        let counted = match scenario.counted_route() {
+            Some(route) => reconcile::Counted::start(&client, &target.base, route).await,
+            None => None,
         };
         let duration = Duration::from_secs_f64(args.duration);
         let think = Duration::from_millis(args.think_ms);
@@ -207,35 +261,40 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         } = run;
         load_over.cancel();
         let mut notes = Vec::new();
+        if warm.count() > 0 {
+            notes.push(format!(
+                "warm-up: {} answers, not in the figures",
+                warm.count()
+            ));
+        }
+        if stats.abandoned > 0 {
+            let n = stats.abandoned;
+            notes.push(format!(
+                "{n} requests abandoned by their clients after {} ms (--hangup-after-ms), by design",
+                args.hangup_after_ms.unwrap_or_default()
+            ));
+        }
         if let Some(follower) = follower {
             notes.extend(follower.await?.describe());
         }
-        if let Some(before) = clicks_before {
-            // The stored count covers the warm-up too.
-            let answered = stats.statuses.get(&200).copied().unwrap_or(0)
-                + warm.statuses.get(&200).copied().unwrap_or(0);
-            // Async mode stores after answering: wait for the consumer to
-            // catch up (until the count stops moving for 5 s) and say how long it took.
-            let load_end = Instant::now();
-            let mut stored = stored_clicks(&target).await.unwrap_or(before) - before;
-            let mut last_change = Instant::now();
-            while stored < answered && last_change.elapsed() < Duration::from_secs(5) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                let now = stored_clicks(&target).await.unwrap_or(before) - before;
-                if now != stored {
-                    last_change = Instant::now();
-                }
-                stored = now;
+        if let Some(audit) = &mut audit {
+            // Sync work is over when its answer is; async work gets the drain's time.
+            let wait = match args.mode {
+                Mode::Sync => Duration::from_secs(10),
+                Mode::Async => Duration::from_secs_f64(args.drain_timeout.max(10.0)),
+            };
+            let settled = Instant::now();
+            match audit
+                .settle(scenario, &target.run_id, counted.as_ref(), wait)
+                .await
+            {
+                Ok(verdict) => notes.push(format!(
+                    "{} ({:.1} s after the load)",
+                    verdict.describe(scenario),
+                    settled.elapsed().as_secs_f64()
+                )),
+                Err(e) => notes.push(format!("reconciliation failed: {e:#}")),
             }
-            notes.push(format!(
-                "clicks answered 200: {answered}, stored: {stored}{} (backlog drained {:.1} s after the load)",
-                if stored == answered {
-                    " (all stored)"
-                } else {
-                    " (MISMATCH)"
-                },
-                load_end.elapsed().as_secs_f64()
-            ));
         }
         reports.push(Report {
             scenario,
@@ -272,19 +331,6 @@ async fn check_up(
         bail!("{base} runs in {} mode, not {mode}", health["mode"]);
     }
     Ok(())
-}
-
-async fn stored_clicks(target: &Target) -> Option<u64> {
-    let stats: serde_json::Value = target
-        .client
-        .get(format!("{}/clicks/stats", target.base))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    stats["total"].as_u64()
 }
 
 fn progress(scenario: Scenario, duration: Duration) -> ProgressBar {
@@ -341,10 +387,13 @@ async fn closed_loop(
                     let outcome = target.send(scenario, n).await;
                     let latency = sent.elapsed();
                     let into = if sent >= start { &stats } else { &warm };
+                    let answered = !matches!(&outcome, Err(e) if e == HUNG_UP);
                     if let Ok(mut s) = into.lock() {
                         s.record(latency, outcome);
                     }
-                    count_if_in_window(&stats, start, deadline);
+                    if answered {
+                        count_if_in_window(&stats, start, deadline);
+                    }
                     if !think.is_zero() {
                         tokio::time::sleep(think).await;
                     }
@@ -384,10 +433,13 @@ async fn open_loop(
         inflight.push(tokio::spawn(async move {
             let outcome = target.send(scenario, n).await;
             let latency = due.elapsed();
+            let answered = !matches!(&outcome, Err(e) if e == HUNG_UP);
             if let Ok(mut s) = into.lock() {
                 s.record(latency, outcome);
             }
-            count_if_in_window(&stats, start, deadline);
+            if answered {
+                count_if_in_window(&stats, start, deadline);
+            }
         }));
     }
     finish(inflight, watcher, bar, stats, warm, duration).await

@@ -90,6 +90,16 @@ impl Scenario {
             )
     }
 
+    /// The route whose 2xx answers, counted by the stack itself, must each
+    /// have left one stored effect (clicks, fan-out updates logged).
+    pub fn counted_route(self) -> Option<&'static str> {
+        match self {
+            Scenario::Click => Some("/track_click"),
+            Scenario::Fanout => Some("/products/{id}"),
+            _ => None,
+        }
+    }
+
     /// When the server accepted and finished the operation, from a status
     /// endpoint's body, once it reached its end (whichever outcome).
     pub fn finished(self, body: &Value) -> Option<(DateTime<Utc>, DateTime<Utc>)> {

@@ -12,7 +12,13 @@ pub struct Stats {
     pub errors: BTreeMap<String, u64>,
     /// Answers that arrived inside the measured window: throughput counts these.
     pub in_window: u64,
+    /// Requests whose client gave up on purpose (--hangup-after-ms): no
+    /// answer, so no latency; the stack's records say how they ended.
+    pub abandoned: u64,
 }
+
+/// How a request whose client gave up on purpose is recorded.
+pub const HUNG_UP: &str = "hung up (client gave up)";
 
 impl Default for Stats {
     fn default() -> Self {
@@ -22,12 +28,17 @@ impl Default for Stats {
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
             in_window: 0,
+            abandoned: 0,
         }
     }
 }
 
 impl Stats {
     pub fn record(&mut self, latency: Duration, outcome: Result<u16, String>) {
+        if matches!(&outcome, Err(e) if e == HUNG_UP) {
+            self.abandoned += 1;
+            return;
+        }
         let micros = u64::try_from(latency.as_micros())
             .unwrap_or(u64::MAX)
             .max(1);

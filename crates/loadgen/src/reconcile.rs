@@ -1,0 +1,300 @@
+//! After a load: did every operation it started reach a final state?
+//!
+//! Read from the stack's own records (its database, and its own count of the
+//! answers it gave), not from the answers the driver read: a client that hung
+//! up never learnt what it started, and that is exactly the work that must
+//! not be left half done. Each scenario states its rule once, here.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use sqlx::{Connection, PgConnection};
+
+use crate::scenario::Scenario;
+
+/// What one scenario's records said, once settled or when the wait ran out.
+#[derive(Debug, PartialEq)]
+pub struct Verdict {
+    /// Operations the stack recorded for this load.
+    pub started: i64,
+    /// Of those, not in a final state.
+    pub unfinished: i64,
+    /// Broken rules (stock held by a closed order, effects ≠ answers, ...).
+    pub wrong: Vec<String>,
+}
+
+impl Verdict {
+    pub fn holds(&self) -> bool {
+        self.unfinished == 0 && self.wrong.is_empty()
+    }
+
+    pub fn describe(&self, scenario: Scenario) -> String {
+        let what = match scenario {
+            Scenario::Register => "users",
+            Scenario::Payment => "payments",
+            Scenario::Fanout => "updates logged",
+            Scenario::Report => "jobs",
+            Scenario::Order => "orders",
+            Scenario::Click => "clicks stored",
+        };
+        if self.holds() {
+            format!(
+                "reconciled: {} {what}, every one final (the stack's own records)",
+                self.started
+            )
+        } else {
+            let mut problems = Vec::new();
+            if self.unfinished > 0 {
+                problems.push(format!("{} not final", self.unfinished));
+            }
+            problems.extend(self.wrong.iter().cloned());
+            format!(
+                "NOT RECONCILED: {} {what}, {}",
+                self.started,
+                problems.join("; ")
+            )
+        }
+    }
+}
+
+/// A connection to the stack's database, and the moment (its clock) the load began.
+pub struct Audit {
+    db: PgConnection,
+    since: DateTime<Utc>,
+}
+
+impl Audit {
+    pub async fn begin(database_url: &str) -> anyhow::Result<Audit> {
+        let mut db = PgConnection::connect(database_url).await?;
+        let since = sqlx::query_scalar("SELECT now()")
+            .fetch_one(&mut db)
+            .await?;
+        Ok(Audit { db, since })
+    }
+
+    /// Reads the records until the rule holds or `wait` has passed.
+    /// `counted`: for the scenarios whose stored effects must equal the
+    /// stack's own count of 2xx answers (clicks, fan-out), read anew each
+    /// time: requests whose clients hung up may still be running.
+    pub async fn settle(
+        &mut self,
+        scenario: Scenario,
+        run_id: &str,
+        counted: Option<&Counted<'_>>,
+        wait: Duration,
+    ) -> anyhow::Result<Verdict> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let served = match counted {
+                Some(counted) => counted.since_start().await,
+                None => None,
+            };
+            let verdict = self.read(scenario, run_id, served).await?;
+            if verdict.holds() || Instant::now() >= deadline {
+                return Ok(verdict);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn read(
+        &mut self,
+        scenario: Scenario,
+        run_id: &str,
+        served: Option<i64>,
+    ) -> anyhow::Result<Verdict> {
+        let since = self.since;
+        let db = &mut self.db;
+        let mut wrong = Vec::new();
+        let (started, unfinished): (i64, i64) = match scenario {
+            Scenario::Register => {
+                let pattern = format!("load-{run_id}-%");
+                let (users, pending, emails): (i64, i64, i64) = sqlx::query_as(
+                    "SELECT count(*), count(*) FILTER (WHERE email_status = 'pending'),
+                            (SELECT count(*) FROM email_service.emails WHERE recipient LIKE $1)
+                     FROM user_service.users WHERE email LIKE $1",
+                )
+                .bind(&pattern)
+                .fetch_one(&mut *db)
+                .await?;
+                if emails > users {
+                    wrong.push(format!("{emails} emails for {users} users"));
+                }
+                (users, pending)
+            }
+            Scenario::Payment => {
+                sqlx::query_as(
+                    "SELECT count(*), count(*) FILTER (WHERE status = 'pending')
+                     FROM payment_service.payments WHERE created_at >= $1",
+                )
+                .bind(since)
+                .fetch_one(&mut *db)
+                .await?
+            }
+            Scenario::Report => {
+                sqlx::query_as(
+                    "SELECT count(*), count(*) FILTER (WHERE status IN ('queued', 'running'))
+                     FROM report_service.jobs WHERE created_at >= $1",
+                )
+                .bind(since)
+                .fetch_one(&mut *db)
+                .await?
+            }
+            Scenario::Order => {
+                let counts = sqlx::query_as(
+                    "SELECT count(*), count(*) FILTER (WHERE status = 'pending' OR followup IS NOT NULL)
+                     FROM order_service.orders WHERE created_at >= $1",
+                )
+                .bind(since)
+                .fetch_one(&mut *db)
+                .await?;
+                let held: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM inventory_service.reservations r
+                     JOIN order_service.orders o ON o.id = r.order_id
+                     WHERE r.status = 'reserved' AND o.status <> 'pending'",
+                )
+                .fetch_one(&mut *db)
+                .await?;
+                if held > 0 {
+                    wrong.push(format!("{held} reservations held by closed orders"));
+                }
+                let off: Vec<(i64, i32, i64)> = sqlx::query_as(
+                    "SELECT s.product_id, s.reserved, coalesce(sum(r.quantity), 0)::bigint
+                     FROM inventory_service.stock s
+                     LEFT JOIN inventory_service.reservations r
+                       ON r.product_id = s.product_id AND r.status = 'reserved'
+                     GROUP BY s.product_id, s.reserved
+                     HAVING s.reserved <> coalesce(sum(r.quantity), 0)",
+                )
+                .fetch_all(&mut *db)
+                .await?;
+                for (product, reserved, held) in off {
+                    wrong.push(format!(
+                        "product {product}: {reserved} reserved but reservations hold {held}"
+                    ));
+                }
+                counts
+            }
+            Scenario::Click | Scenario::Fanout => {
+                let query = if scenario == Scenario::Click {
+                    "SELECT count(*) FROM analytics_service.clicks WHERE clicked_at >= $1"
+                } else {
+                    "SELECT count(*) FROM analytics_service.product_updates WHERE logged_at >= $1"
+                };
+                let stored: i64 = sqlx::query_scalar(query)
+                    .bind(since)
+                    .fetch_one(&mut *db)
+                    .await?;
+                let unfinished = match served {
+                    Some(served) if stored > served => {
+                        wrong.push(format!("{stored} stored for {served} answered 2xx"));
+                        0
+                    }
+                    Some(served) => served - stored,
+                    None => 0,
+                };
+                (stored, unfinished)
+            }
+        };
+        Ok(Verdict {
+            started,
+            unfinished,
+            wrong,
+        })
+    }
+}
+
+/// The stack's own count of 2xx answers on one route (from its `/metrics`),
+/// whether or not the client stayed to read them.
+pub struct Counted<'a> {
+    pub client: &'a reqwest::Client,
+    pub base: &'a str,
+    pub route: &'static str,
+    /// The count before the load.
+    pub before: i64,
+}
+
+impl<'a> Counted<'a> {
+    /// Reads the count before the load; `None` when `/metrics` cannot be read.
+    pub async fn start(
+        client: &'a reqwest::Client,
+        base: &'a str,
+        route: &'static str,
+    ) -> Option<Counted<'a>> {
+        let before = served(client, base, route).await?;
+        Some(Counted {
+            client,
+            base,
+            route,
+            before,
+        })
+    }
+
+    async fn since_start(&self) -> Option<i64> {
+        Some(served(self.client, self.base, self.route).await? - self.before)
+    }
+}
+
+async fn served(client: &reqwest::Client, base: &str, route: &str) -> Option<i64> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(count_2xx(&text, route))
+}
+
+fn count_2xx(metrics: &str, route: &str) -> i64 {
+    let route = format!("route=\"{route}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{") && l.contains(&route))
+        .filter(|l| l.contains("status=\"2"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stack_counts_its_own_2xx_answers_by_route() {
+        let text = "\
+# TYPE http_requests_total counter
+http_requests_total{service=\"analytics\",mode=\"sync\",method=\"POST\",route=\"/track_click\",status=\"200\"} 120
+http_requests_total{service=\"analytics\",mode=\"sync\",method=\"POST\",route=\"/track_click\",status=\"503\"} 7
+http_requests_total{service=\"analytics\",mode=\"sync\",method=\"GET\",route=\"/clicks/stats\",status=\"200\"} 3
+";
+        assert_eq!(count_2xx(text, "/track_click"), 120);
+        assert_eq!(count_2xx(text, "/clicks/stats"), 3);
+        assert_eq!(count_2xx(text, "/products/{id}"), 0);
+    }
+
+    #[test]
+    fn a_verdict_names_what_is_left_and_what_is_wrong() {
+        let fine = Verdict {
+            started: 40,
+            unfinished: 0,
+            wrong: vec![],
+        };
+        assert!(fine.holds());
+        assert_eq!(
+            fine.describe(Scenario::Order),
+            "reconciled: 40 orders, every one final (the stack's own records)"
+        );
+        let bad = Verdict {
+            started: 40,
+            unfinished: 2,
+            wrong: vec!["3 reservations held by closed orders".into()],
+        };
+        assert!(!bad.holds());
+        assert_eq!(
+            bad.describe(Scenario::Order),
+            "NOT RECONCILED: 40 orders, 2 not final; 3 reservations held by closed orders"
+        );
+    }
+}
