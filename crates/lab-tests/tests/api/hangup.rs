@@ -30,14 +30,19 @@ async fn slow_stack() -> Stack {
         .await
 }
 
+/// The id of what the request stored, once it has (the handler may still be
+/// on its way to its first commit when the client is already gone).
 async fn id_of(stack: &Stack, query: &str, key: &str) -> String {
-    let mut db = stack.db().await;
-    let id: Option<String> = sqlx::query_scalar(query)
-        .bind(key)
-        .fetch_optional(&mut db)
-        .await
-        .unwrap();
-    id.unwrap_or_else(|| panic!("nothing stored for {key}: the request was never run"))
+    let found = lab_tests::eventually(Duration::from_secs(10), || async {
+        let mut db = stack.db().await;
+        sqlx::query_scalar::<_, String>(query)
+            .bind(key)
+            .fetch_optional(&mut db)
+            .await
+            .unwrap()
+    })
+    .await;
+    found.unwrap_or_else(|| panic!("nothing stored for {key}: the request was never run"))
 }
 
 /// A user's record once its welcome email is no longer pending.
@@ -136,13 +141,18 @@ async fn a_payment_whose_client_hung_up_is_still_settled() {
     }
 }
 
-/// Every order, once none is pending, oldest first.
-async fn final_orders(stack: &Stack) -> Vec<Value> {
-    let mut db = stack.db().await;
-    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM order_service.orders ORDER BY id")
-        .fetch_all(&mut db)
-        .await
-        .unwrap();
+/// The `expected` orders, once all are stored and none is pending, oldest first.
+async fn final_orders(stack: &Stack, expected: usize) -> Vec<Value> {
+    let ids = lab_tests::eventually(Duration::from_secs(10), || async {
+        let mut db = stack.db().await;
+        let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM order_service.orders ORDER BY id")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+        (ids.len() >= expected).then_some(ids)
+    })
+    .await
+    .unwrap_or_else(|| panic!("fewer than {expected} orders were ever stored"));
     let mut orders = Vec::new();
     for id in ids {
         orders.push(
@@ -163,7 +173,7 @@ async fn an_order_whose_client_hung_up_is_still_compensated() {
     let order = json!({"product_id": 1, "quantity": 2});
     let (status, _) = stack.post("order", "/create_order", order.clone()).await;
     assert!(matches!(status, 400 | 202), "{status}");
-    let waited = final_orders(&stack).await.remove(0);
+    let waited = final_orders(&stack, 1).await.remove(0);
     assert_eq!(waited["status"], "failed", "{waited}");
 
     for after in moments() {
@@ -172,7 +182,7 @@ async fn an_order_whose_client_hung_up_is_still_compensated() {
             .await;
     }
 
-    let orders = final_orders(&stack).await;
+    let orders = final_orders(&stack, 4).await;
     assert_eq!(orders.len(), 4, "one waited, three hung up");
     for order in &orders[1..] {
         assert_eq!(order["status"], waited["status"], "{order}");
@@ -221,7 +231,7 @@ async fn under_a_load_of_clients_hanging_up_nothing_is_left_pending_or_out_of_st
         let user = final_user(&stack, &format!("load-{i}@example.com")).await;
         assert_eq!(user["email_status"], "sent", "{user}");
     }
-    let orders = final_orders(&stack).await;
+    let orders = final_orders(&stack, 10).await;
     assert_eq!(orders.len(), 10);
     assert!(orders.iter().all(|o| o["status"] == "failed"), "{orders:?}");
     assert_eq!(stock(&stack, 1).await, before, "every unit came back");
