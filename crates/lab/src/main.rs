@@ -1,17 +1,20 @@
 //! `lab up`: runs the services of this build's mode as processes of their
 //! own on the contract's ports, against the local Postgres.
 
-use std::collections::HashMap;
+mod control;
+mod fleet;
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use common::{MODE, SERVICES, ServiceSpec, Settings};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use tokio::process::{Child, Command};
+
+use crate::fleet::Fleet;
 
 #[derive(Parser)]
 #[command(about = "Runs the sync-vs-async lab locally")]
@@ -65,12 +68,12 @@ async fn main() -> ExitCode {
     }
 }
 
-fn base_url(spec: &ServiceSpec) -> String {
+pub(crate) fn base_url(spec: &ServiceSpec) -> String {
     format!("http://127.0.0.1:{}", spec.port(MODE))
 }
 
 /// The same check as a container's health check: 200 from `/health`.
-async fn health(spec: &ServiceSpec) -> Result<(), String> {
+pub(crate) async fn health(spec: &ServiceSpec) -> Result<(), String> {
     common::app::check_health(&format!("{}/health", base_url(spec))).await
 }
 
@@ -100,44 +103,25 @@ async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
         bail!("no service left to run");
     }
     fits_in_postgres(chosen.len(), &settings).await?;
-    let dir = binaries_dir()?;
-    let mut children: HashMap<&'static str, Child> = HashMap::new();
+    let fleet = Arc::new(Fleet::new(binaries_dir()?));
     for spec in &chosen {
-        let path = dir.join(spec.binary());
-        let child = Command::new(&path)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| {
-                format!(
-                    "cannot start {} (build it with `cargo build --release --bins`)",
-                    path.display()
-                )
-            })?;
-        children.insert(spec.name, child);
-    }
-
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for spec in &chosen {
-        while health(spec).await.is_err() {
-            if let Some(child) = children.get_mut(spec.name)
-                && let Some(exit) = child.try_wait()?
-            {
-                stop_all(&mut children).await;
-                bail!(
-                    "{} exited at startup ({exit}); see its log above",
-                    spec.name
-                );
-            }
-            if Instant::now() > deadline {
-                stop_all(&mut children).await;
-                bail!("{} did not answer /health within 60 s", spec.name);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Err(e) = fleet.spawn(spec).await {
+            fleet.stop_all().await;
+            return Err(e);
         }
     }
-    banner(&chosen, &settings);
+    for spec in &chosen {
+        if let Err(e) = fleet.wait_healthy(spec, Duration::from_secs(60)).await {
+            fleet.stop_all().await;
+            return Err(e);
+        }
+    }
+    let control = control::serve(Arc::clone(&fleet)).await;
+    banner(&chosen, &settings, control.as_ref().ok());
+    if let Err(e) = &control {
+        eprintln!("lab: no control endpoint: {e:#}");
+    }
 
-    let mut exited = Vec::new();
     // Made once: a signal that came while a new one was not yet listening
     // would be lost, and `lab` would never stop its services.
     let shutdown = common::app::shutdown_signal();
@@ -146,16 +130,13 @@ async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
         tokio::select! {
             () = &mut shutdown => break,
             () = tokio::time::sleep(Duration::from_millis(500)) => {
-                for (name, child) in &mut children {
-                    if !exited.contains(name) && child.try_wait()?.is_some() {
-                        eprintln!("lab: {name} exited; the others keep running (Ctrl-C stops them)");
-                        exited.push(*name);
-                    }
+                for name in fleet.newly_exited().await? {
+                    eprintln!("lab: {name} exited; the others keep running (Ctrl-C stops them)");
                 }
             }
         }
     }
-    stop_all(&mut children).await;
+    fleet.stop_all().await;
     Ok(())
 }
 
@@ -191,28 +172,7 @@ fn binaries_dir() -> anyhow::Result<PathBuf> {
         .to_path_buf())
 }
 
-/// SIGTERM to every service (each finishes its requests in flight), SIGKILL after 20 s.
-async fn stop_all(children: &mut HashMap<&'static str, Child>) {
-    for child in children.values() {
-        if let Some(pid) = child.id().and_then(|id| i32::try_from(id).ok()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-    }
-    // One deadline for all: they stop side by side, so `lab` itself is gone
-    // within 20 s (a script that kills it later must not orphan them).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    for (name, child) in children.iter_mut() {
-        if tokio::time::timeout_at(deadline, child.wait())
-            .await
-            .is_err()
-        {
-            eprintln!("lab: {name} did not stop within 20 s; killing it");
-            let _ = child.kill().await;
-        }
-    }
-}
-
-fn banner(chosen: &[&ServiceSpec], settings: &Settings) {
+fn banner(chosen: &[&ServiceSpec], settings: &Settings, control: Option<&SocketAddr>) {
     let port = |name: &str| common::services::find(name).map_or(0, |s| s.port(MODE));
     println!();
     println!(
@@ -262,6 +222,11 @@ fn banner(chosen: &[&ServiceSpec], settings: &Settings) {
         port("analytics")
     );
     println!();
+    if let Some(control) = control {
+        println!(
+            "  Stop and start one service: curl -X POST {control}/services/payment/stop (or /start)"
+        );
+    }
     println!("  Ctrl-C stops every service after its requests in flight.");
     println!();
 }

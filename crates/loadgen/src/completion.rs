@@ -30,8 +30,8 @@ use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 
-use crate::scenario::Scenario;
-use crate::stats::human;
+use loadgen::scenario::Scenario;
+use loadgen::stats::human;
 
 /// The oldest outstanding operations, asked about every round.
 const HEAD: usize = 8;

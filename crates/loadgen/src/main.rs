@@ -10,8 +10,6 @@
 
 mod completion;
 mod reconcile;
-mod scenario;
-mod stats;
 
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -22,8 +20,8 @@ use clap::{Parser, Subcommand};
 use common::Mode;
 use completion::Tracker;
 use indicatif::{ProgressBar, ProgressStyle};
-use scenario::Scenario;
-use stats::{HUNG_UP, Stats, human};
+use loadgen::scenario::Scenario;
+use loadgen::stats::{HUNG_UP, Stats, human};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection};
 
-use crate::scenario::Scenario;
+use loadgen::scenario::Scenario;
 
 /// What one scenario's records said, once settled or when the wait ran out.
 #[derive(Debug, PartialEq)]

@@ -1,0 +1,7 @@
+//! The load driver's shared parts: the six scenarios as a client sends them
+//! (requests, expected answers, when an operation is finished) and latency
+//! statistics. `lab-load` and the showdown page both drive the lab with them,
+//! so both count the same answers as expected.
+
+pub mod scenario;
+pub mod stats;

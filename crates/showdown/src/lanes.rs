@@ -1,0 +1,254 @@
+//! The two stacks the page races: where each service of a mode answers,
+//! whether it runs, what its workers and queues are doing, and its launcher.
+
+use std::time::Duration;
+
+use common::Mode;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::Config;
+
+pub struct Lane {
+    pub mode: Mode,
+    /// `http://host:{port}`-style template: `{service}` and `{port}` are replaced.
+    url: String,
+    /// `lab up`'s control endpoint for this stack.
+    control: String,
+    /// For the race: one connection per concurrent request, no proxy, no timeout
+    /// shorter than the slowest scenario.
+    pub client: reqwest::Client,
+    /// For status reads and gauges: short timeouts.
+    pub quick: reqwest::Client,
+}
+
+/// A stack's sync worker pool, from a service's `/metrics`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Workers {
+    pub service: String,
+    pub busy: f64,
+    pub waiting: f64,
+    pub max: f64,
+}
+
+/// One queue, as the broker answers a passive declare: the messages
+/// waiting in it (ready; not those a consumer holds unacknowledged) and its consumers.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueDepth {
+    pub name: String,
+    pub ready: u32,
+    pub consumers: u32,
+}
+
+impl Lane {
+    pub fn new(mode: Mode, url: &str, control: &str) -> anyhow::Result<Lane> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(120))
+            .pool_max_idle_per_host(1000)
+            .tcp_nodelay(true)
+            .build()?;
+        let quick = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(1))
+            .build()?;
+        Ok(Lane {
+            mode,
+            url: url.to_owned(),
+            control: control.trim_end_matches('/').to_owned(),
+            client,
+            quick,
+        })
+    }
+
+    pub fn from_config(config: &Config) -> anyhow::Result<[Lane; 2]> {
+        Ok([
+            Lane::new(Mode::Sync, &config.sync_url, &config.sync_control)?,
+            Lane::new(Mode::Async, &config.async_url, &config.async_control)?,
+        ])
+    }
+
+    /// `http://127.0.0.1:8105` for the async order service, by default.
+    pub fn base(&self, service: &str) -> String {
+        let port = common::services::find(service).map_or(0, |s| s.port(self.mode));
+        self.url
+            .replace("{service}", service)
+            .replace("{port}", &port.to_string())
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// Whether the service answers `/health` in this lane's mode.
+    pub async fn running(&self, service: &str) -> bool {
+        let Ok(response) = self
+            .quick
+            .get(format!("{}/health", self.base(service)))
+            .send()
+            .await
+        else {
+            return false;
+        };
+        let health: Value = response.json().await.unwrap_or_default();
+        health["mode"] == self.mode.as_str()
+    }
+
+    pub async fn get_json(&self, service: &str, path: &str) -> Option<(u16, Value)> {
+        let response = self
+            .quick
+            .get(format!("{}{path}", self.base(service)))
+            .send()
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.json().await.unwrap_or_default()))
+    }
+
+    pub async fn workers(&self, service: &str) -> Option<Workers> {
+        let text = self
+            .quick
+            .get(format!("{}/metrics", self.base(service)))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let gauge = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{name}{{")))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Some(Workers {
+            service: service.to_owned(),
+            busy: gauge("sync_workers_busy"),
+            waiting: gauge("sync_workers_waiting"),
+            max: gauge("sync_workers_max"),
+        })
+    }
+
+    /// Asks this stack's launcher to stop or start a service; `Err` with why not.
+    pub async fn control(&self, service: &str, action: &str) -> Result<String, String> {
+        let response = self
+            .client
+            .post(format!("{}/services/{service}/{action}", self.control))
+            .timeout(Duration::from_secs(70))
+            .send()
+            .await
+            .map_err(|_| format!("no launcher answers at {}", self.control))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or_default();
+        if status.is_success() {
+            Ok(body["state"].as_str().unwrap_or("unknown").to_owned())
+        } else {
+            Err(body["detail"]
+                .as_str()
+                .map_or_else(|| format!("the launcher answered {status}"), str::to_owned))
+        }
+    }
+
+    /// Each service's state as the launcher sees it; `None` when no launcher answers.
+    pub async fn launcher(&self) -> Option<Value> {
+        let response = self
+            .quick
+            .get(format!("{}/services", self.control))
+            .send()
+            .await
+            .ok()?;
+        response.status().is_success().then_some(())?;
+        let body: Value = response.json().await.ok()?;
+        (body["mode"] == self.mode.as_str()).then_some(body)
+    }
+}
+
+/// The async lane's queues, read over AMQP. A passive declare answers with
+/// the queue's count at that instant; RabbitMQ's management API would lag
+/// by its statistics interval (5 s by default), too late to watch a burst.
+pub struct Broker {
+    url: String,
+    prefix: String,
+    connection: tokio::sync::Mutex<Option<lapin::Connection>>,
+}
+
+impl Broker {
+    pub fn new(config: &Config) -> Broker {
+        Broker {
+            url: config.amqp_url.clone(),
+            prefix: config.broker_prefix.clone(),
+            connection: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The named queues (without prefix) and the dead letters' depth; `None`
+    /// when the broker cannot be reached.
+    pub async fn depths(&self, queues: &[&str]) -> Option<(Vec<QueueDepth>, u32)> {
+        let mut connection = self.connection.lock().await;
+        if !connection.as_ref().is_some_and(|c| c.status().connected()) {
+            let properties = lapin::ConnectionProperties::default()
+                .with_connection_name(format!("{}-showdown", self.prefix).into());
+            let connected = tokio::time::timeout(
+                Duration::from_secs(2),
+                lapin::Connection::connect(&self.url, properties),
+            )
+            .await
+            .ok()?
+            .ok()?;
+            *connection = Some(connected);
+        }
+        let connection = connection.as_ref()?;
+        let mut depths = Vec::new();
+        let mut dead = 0;
+        let names = queues
+            .iter()
+            .copied()
+            .chain([common::topology::DEAD_LETTERS]);
+        for name in names {
+            // A passive declare of a queue that does not exist closes its
+            // channel: one channel per queue.
+            let channel = connection.create_channel().await.ok()?;
+            let declared = channel
+                .queue_declare(
+                    common::topology::named(&self.prefix, name).into(),
+                    lapin::options::QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    lapin::types::FieldTable::default(),
+                )
+                .await;
+            let (ready, consumers) = declared
+                .map(|q| (q.message_count(), q.consumer_count()))
+                .unwrap_or((0, 0));
+            let _ = channel.close(200, "read".into()).await;
+            if name == common::topology::DEAD_LETTERS {
+                dead = ready;
+            } else {
+                depths.push(QueueDepth {
+                    name: name.to_owned(),
+                    ready,
+                    consumers,
+                });
+            }
+        }
+        Some((depths, dead))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lane_finds_each_service_from_its_template() {
+        let lane = Lane::new(
+            Mode::Async,
+            "http://127.0.0.1:{port}",
+            "http://127.0.0.1:8100",
+        )
+        .expect("client");
+        assert_eq!(lane.base("order"), "http://127.0.0.1:8105");
+        let compose = Lane::new(Mode::Sync, "http://{service}-sync:{port}/", "").expect("client");
+        assert_eq!(compose.base("payment"), "http://payment-sync:8002");
+    }
+}
