@@ -199,6 +199,9 @@ function queueDraw() {
 
 function draw() {
   const active = race && race.state !== "done";
+  // For people and tests alike: which race the page shows, and where it is.
+  document.body.dataset.race = race ? race.id : "";
+  document.body.dataset.state = race ? race.state : "";
   $("#race").disabled = !!active;
   $("#stop-following").hidden = !(race && race.state === "following");
   if (race) {
@@ -364,6 +367,8 @@ function drawChart(xmax) {
   const topRate = Math.max(1, ...rates.flat());
   const topDepth = Math.max(1, ...depth.map((s) => s.async_depth));
   const x = (t) => (t / span) * width;
+  // A margin, so a line at its top or at zero stays in sight.
+  const y = (v, top) => height - 4 - (v / top) * (height - 14);
   const line = (points, colour, dash) => svg.append(svgEl("polyline", {
     points: points.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" "),
     fill: "none", stroke: colour, "stroke-width": 2, "vector-effect": "non-scaling-stroke",
@@ -371,9 +376,9 @@ function drawChart(xmax) {
   }));
   race.lanes.forEach((lane, i) => {
     if (!lane.running) return;
-    line(rates[i].map((r, b) => [x(b * step), height - (r / topRate) * height]), i === 0 ? "var(--sync)" : "var(--async)");
+    line(rates[i].map((r, b) => [x(b * step), y(r, topRate)]), i === 0 ? "var(--sync)" : "var(--async)");
   });
-  if (depth.length) line(depth.map((s) => [x(s.t), height - (s.async_depth / topDepth) * height]), "#7a7a86", true);
+  if (depth.length) line(depth.map((s) => [x(s.t), y(s.async_depth, topDepth)]), "#7a7a86", true);
   $("#chart-top").textContent = `top: ${topRate.toFixed(0)} finished/s, ${topDepth.toLocaleString("en")} messages waiting`;
   axis(svg, ["0", fmt(span / 2), fmt(span)]);
 }

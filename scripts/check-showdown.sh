@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The race page in a real browser: both stacks run as `lab up` (debug builds,
+# small delays, throwaway databases, their own broker prefix, each with its
+# launcher's control endpoint), the showdown on a free port, and
+# crates/showdown/browser/showdown.test.mjs drives Debian's chromium through
+# playwright-core. Screenshots land in target/showdown-screenshots/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/lab-stack.sh
+. scripts/lib/lab-stack.sh
+say() { echo "check-showdown: $*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+scripts/ensure-services.sh >/dev/null
+if ! command -v chromium >/dev/null 2>&1; then
+    say "installing Debian's chromium"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+(cd crates/showdown/browser && npm ci --no-audit --no-fund --loglevel=error)
+
+for port in 8000 8001 8100 8101; do
+    if timeout 1 bash -c ": </dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+        say "port $port is taken (a stack is running?); stop it first"
+        exit 1
+    fi
+done
+lab_build sync debug
+lab_build async debug
+
+export EMAIL_DELAY_MS=150 PAYMENT_DELAY_MS=300 SEARCH_DELAY_MS=20 CACHE_DELAY_MS=10 ANALYTICS_DELAY_MS=10
+export REPORT_ITERATIONS=10000 RUST_LOG=warn DB_MAX_CONNECTIONS=4 BROKER_PREFIX="showdown-$$"
+tmp=$(mktemp -d)
+pids=()
+dbs=()
+cleanup() {
+    for pid in "${pids[@]}"; do lab_stop "$pid"; done
+    for db in "${dbs[@]}"; do drop_database "$db"; done
+    delete_queues "$BROKER_PREFIX"
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+declare -A lab_pid
+for mode in sync async; do
+    db="lab_showdown_${mode}_$$"
+    dbs+=("$db")
+    DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" lab_up "$(lab_bin "$mode" debug)" "$tmp/$mode.log"
+    pids+=("$LAB_PID")
+    lab_pid[$mode]=$LAB_PID
+done
+for mode in sync async; do
+    lab_wait "$tmp/$mode.log" "${lab_pid[$mode]}" || { say "the $mode stack did not come up"; exit 1; }
+done
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+SHOWDOWN_PORT=$port "$(lab_bin sync debug)/showdown" >"$tmp/showdown.log" 2>&1 &
+pids+=("$!")
+for _ in $(seq 1 40); do
+    curl -sf -o /dev/null "127.0.0.1:$port/health" && break
+    sleep 0.25
+done
+say "both stacks and the showdown (127.0.0.1:$port) are up"
+
+shots=target/showdown-screenshots
+if ! (cd crates/showdown/browser && SHOWDOWN_URL="http://127.0.0.1:$port" SCREENSHOTS="../../../$shots" node --test showdown.test.mjs); then
+    say "showdown log:"
+    cat "$tmp/showdown.log"
+    exit 1
+fi
+say "screenshots in $shots/"
