@@ -1,6 +1,7 @@
 //! The two stacks the page races: where each service of a mode answers,
 //! whether it runs, what its workers and queues are doing, and its launcher.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use common::Mode;
@@ -15,6 +16,8 @@ pub struct Lane {
     url: String,
     /// `lab up`'s control endpoint for this stack.
     control: String,
+    /// Services that answer elsewhere than the template says (tests: port 0 each).
+    overrides: HashMap<String, String>,
     /// For the race: one connection per concurrent request, no proxy, no timeout
     /// shorter than the slowest scenario.
     pub client: reqwest::Client,
@@ -57,20 +60,31 @@ impl Lane {
             mode,
             url: url.to_owned(),
             control: control.trim_end_matches('/').to_owned(),
+            overrides: HashMap::new(),
             client,
             quick,
         })
     }
 
-    pub fn from_config(config: &Config) -> anyhow::Result<[Lane; 2]> {
-        Ok([
+    pub fn from_config(
+        config: &Config,
+        overrides: [HashMap<String, String>; 2],
+    ) -> anyhow::Result<[Lane; 2]> {
+        let [sync, asynchronous] = overrides;
+        let mut lanes = [
             Lane::new(Mode::Sync, &config.sync_url, &config.sync_control)?,
             Lane::new(Mode::Async, &config.async_url, &config.async_control)?,
-        ])
+        ];
+        lanes[0].overrides = sync;
+        lanes[1].overrides = asynchronous;
+        Ok(lanes)
     }
 
     /// `http://127.0.0.1:8105` for the async order service, by default.
     pub fn base(&self, service: &str) -> String {
+        if let Some(base) = self.overrides.get(service) {
+            return base.trim_end_matches('/').to_owned();
+        }
         let port = common::services::find(service).map_or(0, |s| s.port(self.mode));
         self.url
             .replace("{service}", service)

@@ -13,7 +13,7 @@ mod lanes;
 mod race;
 mod summary;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
@@ -208,8 +208,19 @@ pub async fn run(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with(config, Default::default(), listener, shutdown).await
+}
+
+/// [`run`], with some services of each lane (sync, async) at base URLs of
+/// their own instead of the template's: a test's stack listens on port 0.
+pub async fn run_with(
+    config: Config,
+    overrides: [HashMap<String, String>; 2],
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
-        lanes: Lane::from_config(&config)?,
+        lanes: Lane::from_config(&config, overrides)?,
         broker: Broker::new(&config),
         race: Mutex::new(None),
         dirty: Mutex::new(HashSet::new()),

@@ -18,6 +18,7 @@ mod payment;
 mod registration;
 mod report;
 mod saga;
+mod showdown;
 
 /// Whether the suite runs against the async build.
 pub const ASYNC: bool = cfg!(feature = "async");
