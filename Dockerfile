@@ -1,4 +1,5 @@
-# One image per mode holding the ten service binaries (and the load driver):
+# One image per mode holding the ten service binaries (and the load driver and
+# the race page, `showdown`):
 #
 #   docker build --build-arg MODE=sync  -t sync-vs-async-lab:sync  .
 #   docker build --build-arg MODE=async -t sync-vs-async-lab:async .
@@ -46,7 +47,7 @@ RUN case "${MODE}" in \
     && cargo build --release --locked --workspace --bins "$@" \
     && mkdir /out \
     && find target/release -maxdepth 1 -type f -perm -u+x \
-        \( -name '*-service' -o -name lab-load \) -exec cp {} /out/ \; \
+        \( -name '*-service' -o -name lab-load -o -name showdown \) -exec cp {} /out/ \; \
     && test "$(find /out -name '*-service' | wc -l)" -eq 10
 
 # glibc and libgcc only: no shell, no package manager, no curl, no OpenSSL

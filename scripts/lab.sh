@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the lab (release) and runs it: `scripts/lab.sh up`, `scripts/lab.sh up --mode async`,
 # `scripts/lab.sh up --mode both` (sync on 80xx and async on 81xx side by side, separate
-# databases), `scripts/lab.sh up --without email`, `scripts/lab.sh up --only payment`,
+# databases, and the race page on http://localhost:3000), `scripts/lab.sh up --without email`, `scripts/lab.sh up --only payment`,
 # `scripts/lab.sh status [--mode async]`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,8 +43,19 @@ case "$mode" in
         sync_pid=$!
         "$(bin async)" "${args[@]}" &
         async_pid=$!
-        trap 'kill -INT $sync_pid $async_pid 2>/dev/null || true' INT TERM
-        wait $sync_pid $async_pid
+        pids="$sync_pid $async_pid"
+        trap 'kill -INT $pids 2>/dev/null || true' INT TERM
+        if [ "${args[0]:-}" = "up" ]; then
+            # The race page, once both launchers answer (their banners are out).
+            for _ in $(seq 1 240); do
+                curl -sf -o /dev/null 127.0.0.1:8000/services && curl -sf -o /dev/null 127.0.0.1:8100/services && break
+                sleep 0.5
+            done
+            target/release/showdown &
+            pids="$pids $!"
+        fi
+        # shellcheck disable=SC2086 # the pids are words
+        wait $pids
         ;;
     *)
         echo "lab.sh: --mode is sync, async or both" >&2

@@ -38,6 +38,9 @@ const WORKERS: [&str; 7] = [
 /// The image of the lab's services, tagged by mode.
 const LAB_IMAGE: &str = "sync-vs-async-lab";
 
+/// The race page's binary in the image.
+const SHOWDOWN: &str = "/usr/local/bin/showdown";
+
 /// Variables of Compose itself, not of any service.
 const COMPOSE_VARS: [&str; 1] = ["COMPOSE_PROJECT_NAME"];
 
@@ -241,9 +244,11 @@ impl Compose {
             .unwrap_or_else(|| panic!("{}: no service {name}", self.name))
     }
 
-    /// The services running a lab binary, with the mode of their image.
+    /// The services running a lab service binary, with the mode of their
+    /// image (the race page runs from the sync image too; it is not one).
     fn lab_services(&self) -> Vec<(String, Mode, &Value)> {
         self.services()
+            .filter(|(_, service)| strings(service.get("entrypoint")) != [SHOWDOWN])
             .filter_map(|(name, service)| {
                 let image = text(&service["image"]);
                 let tag = image.strip_prefix(LAB_IMAGE)?.strip_prefix(':')?;
@@ -511,6 +516,59 @@ fn k6_targets_the_stack_of_its_mode() {
                     env.get(&var),
                     Some(&format!("http://{}-{mode}:{}", spec.name, spec.port(mode))),
                     "{}: {name}: {var}",
+                    file.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_race_page_runs_beside_both_stacks_and_finds_them() {
+    use clap::CommandFactory;
+    let reads: BTreeSet<String> = showdown::Config::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .chain(["RUST_LOG".to_owned()])
+        .collect();
+    for file in files() {
+        let pages: Vec<String> = file
+            .services()
+            .filter(|(_, service)| strings(service.get("entrypoint")) == [SHOWDOWN])
+            .map(|(name, _)| name)
+            .collect();
+        if file.modes.len() < 2 {
+            assert!(pages.is_empty(), "{}: a race needs both stacks", file.name);
+            continue;
+        }
+        assert_eq!(pages, ["showdown"], "{}", file.name);
+        let page = file.service("showdown");
+        assert_eq!(published(page), ["3000:3000"], "{}", file.name);
+        let env = file.environment(page, "showdown");
+        for var in env.keys() {
+            assert!(
+                reads.contains(var),
+                "{}: showdown sets {var}, which it does not read",
+                file.name
+            );
+        }
+        for (mode, var) in [
+            (Mode::Sync, "SHOWDOWN_SYNC_URL"),
+            (Mode::Async, "SHOWDOWN_ASYNC_URL"),
+        ] {
+            let template = &env[var];
+            for spec in &SERVICES {
+                let name = format!("{}-{mode}", spec.name);
+                let port = spec.port(mode);
+                let url = template
+                    .replace("{service}", spec.name)
+                    .replace("{port}", &port.to_string());
+                assert_eq!(url, format!("http://{name}:{port}"), "{}: {var}", file.name);
+                assert_eq!(
+                    get(page, &["depends_on", &name, "condition"]).map(text),
+                    Some("service_healthy".to_owned()),
+                    "{}: showdown waits for {name}",
                     file.name
                 );
             }
