@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Static checks of the k6 scripts (k6 itself is not installed in CI):
+# Static checks of the k6 scripts (scripts/run-k6.sh runs them with a real k6):
 #
 # 1. Every file under k6/ parses as an ES module (`node --check`, fed on stdin
 #    with --input-type=module so that neither the nearest package.json nor

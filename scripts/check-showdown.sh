@@ -19,42 +19,25 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 (cd crates/showdown/browser && npm ci --no-audit --no-fund --loglevel=error)
 
-for port in 8000 8001 8100 8101; do
-    if timeout 1 bash -c ": </dev/tcp/127.0.0.1/$port" 2>/dev/null; then
-        say "port $port is taken (a stack is running?); stop it first"
-        exit 1
-    fi
-done
+ports_free
 lab_build sync debug
 lab_build async debug
 
 export EMAIL_DELAY_MS=150 PAYMENT_DELAY_MS=300 SEARCH_DELAY_MS=20 CACHE_DELAY_MS=10 ANALYTICS_DELAY_MS=10
 export REPORT_ITERATIONS=10000 RUST_LOG=warn DB_MAX_CONNECTIONS=4 BROKER_PREFIX="showdown-$$"
 tmp=$(mktemp -d)
-pids=()
-dbs=()
+showdown_pid=""
 cleanup() {
-    for pid in "${pids[@]}"; do lab_stop "$pid"; done
-    for db in "${dbs[@]}"; do drop_database "$db"; done
-    delete_queues "$BROKER_PREFIX"
+    [ -n "$showdown_pid" ] && lab_stop "$showdown_pid"
+    both_stacks_down
     rm -rf "$tmp"
 }
 trap cleanup EXIT
-declare -A lab_pid
-for mode in sync async; do
-    db="lab_showdown_${mode}_$$"
-    dbs+=("$db")
-    DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" lab_up "$(lab_bin "$mode" debug)" "$tmp/$mode.log"
-    pids+=("$LAB_PID")
-    lab_pid[$mode]=$LAB_PID
-done
-for mode in sync async; do
-    lab_wait "$tmp/$mode.log" "${lab_pid[$mode]}" || { say "the $mode stack did not come up"; exit 1; }
-done
+both_stacks_up "$tmp" showdown || { say "the stacks did not come up"; exit 1; }
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 SHOWDOWN_PORT=$port "$(lab_bin sync debug)/showdown" >"$tmp/showdown.log" 2>&1 &
-pids+=("$!")
+showdown_pid=$!
 for _ in $(seq 1 40); do
     curl -sf -o /dev/null "127.0.0.1:$port/health" && break
     sleep 0.25

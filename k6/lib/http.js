@@ -9,6 +9,14 @@ import { FLOWS } from './flows.js';
 
 let sent = 0;
 
+/**
+ * `<VU>-<iteration>` in a VU's iterations; `setup` in setup() and teardown(),
+ * where k6 defines neither __VU (0) nor __ITER (a ReferenceError).
+ */
+function iteration() {
+  return typeof __ITER === 'undefined' ? 'setup' : `${__VU}-${__ITER}`;
+}
+
 /** Tags shared by a scenario's requests, checks and custom metrics. */
 export function flowTags(flow, extra) {
   return Object.assign({ flow }, extra || {});
@@ -21,7 +29,7 @@ function params(flow, op, name, timeout, responseCallback) {
     headers: {
       'Content-Type': 'application/json',
       // Echoed by the services on every log line of the request (and its events).
-      'x-request-id': `k6-${flow}-${__VU}-${__ITER}-${sent}`,
+      'x-request-id': `k6-${flow}-${iteration()}-${sent}`,
     },
     tags: flowTags(flow, { op, name }),
     timeout: timeout || FLOWS[flow].requestTimeout,

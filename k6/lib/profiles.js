@@ -194,6 +194,9 @@ export function thresholds(flow) {
   /** @type {{ [name: string]: import('k6/options').Threshold[] }} */
   const t = {};
   t[`http_req_duration{flow:${flow},op:entry}`] = [bar(`p(95)<${Math.round(spec.p95Ms[ARCH] * b.latency)}`, b.abort)];
+  // k6 passes a p(95) or rate threshold over no samples at all: this one
+  // fails a run whose entry requests never happened.
+  t[`http_reqs{flow:${flow},op:entry}`] = ['count>0'];
   t[`http_req_failed{flow:${flow}}`] = [bar(`rate<${b.failed}`, b.abort)];
   t[`checks{flow:${flow}}`] = [`rate>${b.checks}`];
   if (completionSample(flow) > 0) {

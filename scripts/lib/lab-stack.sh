@@ -63,3 +63,41 @@ delete_queues() {
         rabbitmqctl delete_queue "$queue" >/dev/null 2>&1 || true
     done
 }
+
+# `both_stacks_up <dir> <tag>`: the sync and the async stack side by side as
+# `lab up` (debug builds, the environment as exported), with databases
+# lab_<tag>_<mode>_<pid> and logs in <dir>; waits until both are up. Sets
+# BOTH_PIDS and BOTH_DBS for `both_stacks_down`, which stops them, drops the
+# databases and deletes the queues of $BROKER_PREFIX.
+both_stacks_up() {
+    local mode db
+    BOTH_PIDS=()
+    BOTH_DBS=()
+    for mode in sync async; do
+        db="lab_${2}_${mode}_$$"
+        BOTH_DBS+=("$db")
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" lab_up "$(lab_bin "$mode" debug)" "$1/$mode.log"
+        BOTH_PIDS+=("$LAB_PID")
+    done
+    lab_wait "$1/sync.log" "${BOTH_PIDS[0]}" && lab_wait "$1/async.log" "${BOTH_PIDS[1]}"
+}
+both_stacks_down() {
+    local pid db
+    for pid in "${BOTH_PIDS[@]}"; do lab_stop "$pid"; done
+    for db in "${BOTH_DBS[@]}"; do drop_database "$db"; done
+    delete_queues "$BROKER_PREFIX"
+}
+
+# Fails (exit 1) if a port a stack needs is taken: 8000/8100 (launchers) and
+# 8001-8010/8101-8110 (services).
+ports_free() {
+    local port
+    for port in 8000 8100 $(seq 8001 8010) $(seq 8101 8110); do
+        if timeout 1 bash -c ": </dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+            echo "port $port is taken (a stack is running?); stop it first" >&2
+            return 1
+        fi
+    done
+}
+BOTH_PIDS=()
+BOTH_DBS=()
