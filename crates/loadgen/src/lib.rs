@@ -3,5 +3,6 @@
 //! statistics. `lab-load` and the showdown page both drive the lab with them,
 //! so both count the same answers as expected.
 
+pub mod exposition;
 pub mod scenario;
 pub mod stats;

@@ -236,25 +236,15 @@ impl<'a> Counted<'a> {
 }
 
 async fn served(client: &reqwest::Client, base: &str, route: &str) -> Option<i64> {
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+    let text = loadgen::exposition::scrape(client, base).await?;
     Some(count_2xx(&text, route))
 }
 
 fn count_2xx(metrics: &str, route: &str) -> i64 {
     let route = format!("route=\"{route}\"");
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("http_requests_total{") && l.contains(&route))
-        .filter(|l| l.contains("status=\"2"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as i64
+    loadgen::exposition::sum(metrics, "http_requests_total", |labels| {
+        labels.contains(&route) && labels.contains("status=\"2")
+    }) as i64
 }
 
 #[cfg(test)]

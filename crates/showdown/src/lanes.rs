@@ -119,21 +119,8 @@ impl Lane {
     }
 
     pub async fn workers(&self, service: &str) -> Option<Workers> {
-        let text = self
-            .quick
-            .get(format!("{}/metrics", self.base(service)))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        let gauge = |name: &str| {
-            text.lines()
-                .find(|l| l.starts_with(&format!("{name}{{")))
-                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
+        let text = loadgen::exposition::scrape(&self.quick, &self.base(service)).await?;
+        let gauge = |name: &str| loadgen::exposition::sum(&text, name, |_| true);
         Some(Workers {
             service: service.to_owned(),
             busy: gauge("sync_workers_busy"),
