@@ -31,7 +31,7 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
         .database("postgres")
         .connect()
         .await
-        .with_context(|| format!("cannot reach Postgres at {url}"))?;
+        .with_context(|| format!("cannot reach Postgres at {}", redact(url)))?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(&name)
@@ -76,7 +76,7 @@ pub async fn slots(url: &str) -> anyhow::Result<Slots> {
     let mut conn = options
         .connect()
         .await
-        .with_context(|| format!("cannot reach Postgres at {url}"))?;
+        .with_context(|| format!("cannot reach Postgres at {}", redact(url)))?;
     // `reserved_connections` (PostgreSQL 16) is for roles granted
     // pg_use_reserved_connections; counting it against everyone errs safe.
     let (allowed, open): (i64, i64) = sqlx::query_as(
@@ -154,5 +154,35 @@ async fn create_schema(conn: &mut PgConnection, schema: &str) -> anyhow::Result<
             Ok(())
         }
         Err(e) => Err(e).with_context(|| format!("cannot create schema {schema}")),
+    }
+}
+
+/// The database URL without its password.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or_default();
+            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn a_database_url_is_shown_without_its_password() {
+        assert_eq!(
+            redact("postgres://lab:s3cret@db:5432/lab_sync"),
+            "postgres://lab@db:5432/lab_sync"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1:5432/lab_sync"),
+            "postgres://postgres@127.0.0.1:5432/lab_sync"
+        );
+        assert_eq!(redact("not a url"), "not a url");
     }
 }

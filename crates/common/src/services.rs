@@ -31,7 +31,8 @@ pub const MODE: Mode = if cfg!(feature = "async") {
     Mode::Sync
 };
 
-/// One service: its name and its ports in each mode (from CONTRACT.md).
+/// One service: its name and its ports in each mode (the sync ports are
+/// the original services', which existing clients call; async adds 100).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceSpec {
     pub name: &'static str,

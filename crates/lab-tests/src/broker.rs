@@ -17,7 +17,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// The real broker (`TEST_AMQP_URL`).
+/// The real broker (`TEST_AMQP_ADDR`, default 127.0.0.1:5672).
 pub fn broker_addr() -> String {
     std::env::var("TEST_AMQP_ADDR").unwrap_or_else(|_| "127.0.0.1:5672".into())
 }

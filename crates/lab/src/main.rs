@@ -179,7 +179,7 @@ fn banner(chosen: &[&ServiceSpec], settings: &Settings, control: Option<&SocketA
         "  sync-vs-async lab, {MODE} mode: {} of 10 services up",
         chosen.len()
     );
-    println!("  database {}", redact(&settings.database_url));
+    println!("  database {}", common::db::redact(&settings.database_url));
     println!();
     println!("  {:<10} {:<24} metrics", "service", "url");
     for spec in chosen {
@@ -229,16 +229,4 @@ fn banner(chosen: &[&ServiceSpec], settings: &Settings, control: Option<&SocketA
     }
     println!("  Ctrl-C stops every service after its requests in flight.");
     println!();
-}
-
-/// The database URL without its password.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            let user = creds.split(':').next().unwrap_or_default();
-            format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
 }

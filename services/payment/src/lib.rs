@@ -105,8 +105,6 @@ async fn process_payment(
     }
 }
 
-/// Records the external API's verdict on a pending payment (the call itself,
-/// `PAYMENT_DELAY_MS`, is the caller's: it must not hold a connection).
 /// Stores a new pending payment with id `id`; creating the same id again
 /// returns the stored one (a saga's payment event delivered twice).
 pub async fn create(
@@ -141,6 +139,8 @@ pub async fn find(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Option<Paym
     )
 }
 
+/// Records the external API's verdict on a pending payment (the call itself,
+/// `PAYMENT_DELAY_MS`, is the caller's: it must not hold a connection).
 pub async fn settle(conn: &mut sqlx::PgConnection, payment: &Payment) -> Result<Payment> {
     let (status, transaction_id, reason) = if payment.force_decline {
         (

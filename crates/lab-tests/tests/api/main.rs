@@ -19,6 +19,3 @@ mod registration;
 mod report;
 mod saga;
 mod showdown;
-
-/// Whether the suite runs against the async build.
-pub const ASYNC: bool = cfg!(feature = "async");
