@@ -88,6 +88,19 @@ if [ "$mode" = async ]; then
     check 200 "localhost:${base}01/users/1"
     curl -s "localhost:${base}01/users/1" | grep -q '"email_status":"sent"' || { echo "smoke: the async email never completed"; cat "$log"; exit 1; }
 fi
+# The launcher's control endpoint stops a service for real (its port then
+# refuses connections) and starts it again.
+control="127.0.0.1:${base}00"
+check 200 -X POST "$control/services/email/stop"
+if curl -s -o /dev/null --max-time 2 "localhost:${base}07/health"; then
+    echo "smoke: email still answers after the launcher stopped it"
+    exit 1
+fi
+curl -s "$control/services" | grep -q '"name":"email","port":'"${base}07"',"state":"stopped"' || { echo "smoke: the launcher does not list email as stopped"; exit 1; }
+check 200 -X POST "$control/services/email/start"
+check 200 "localhost:${base}07/health"
+check 404 -X POST "$control/services/nope/stop"
+
 # Clients that give up after 5 ms, before most answers: every operation
 # they started must still end (the driver reads the stack's records back).
 if ! hangups=$("$bin/lab-load" run 1 5 6 --mode "$mode" --clients 4 --duration 2 --warmup 0 \
