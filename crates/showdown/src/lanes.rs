@@ -48,7 +48,10 @@ impl Lane {
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(120))
-            .pool_max_idle_per_host(1000)
+            // A race opens a connection per request in flight; between races
+            // a few stay, the rest close (each holds buffers).
+            .pool_max_idle_per_host(32)
+            .pool_idle_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .build()?;
         let quick = reqwest::Client::builder()

@@ -225,7 +225,9 @@ pub async fn run_with(
         race: Mutex::new(None),
         dirty: Mutex::new(HashSet::new()),
         clock: Mutex::new(None),
-        events: broadcast::channel(4096).0,
+        // Small: the channel keeps its last messages until they are overwritten,
+        // and a reader that falls behind is told to fetch the race anew.
+        events: broadcast::channel(64).0,
         next_id: AtomicU64::new(1),
         stop_following: AtomicBool::new(false),
         follow_limit: Duration::from_secs(config.follow_seconds),
