@@ -19,9 +19,6 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 (cd crates/showdown/browser && npm ci --no-audit --no-fund --loglevel=error)
 
-ports_free
-lab_build sync debug
-lab_build async debug
 
 export EMAIL_DELAY_MS=150 PAYMENT_DELAY_MS=300 SEARCH_DELAY_MS=20 CACHE_DELAY_MS=10 ANALYTICS_DELAY_MS=10
 export REPORT_ITERATIONS=10000 RUST_LOG=warn DB_MAX_CONNECTIONS=4 BROKER_PREFIX="showdown-$$"

@@ -32,9 +32,6 @@ fi
 "$k6" version | grep -q " v$K6_VERSION (" || { say "$k6 is not k6 v$K6_VERSION"; exit 1; }
 
 scripts/ensure-services.sh >/dev/null
-ports_free
-lab_build sync debug
-lab_build async debug
 export EMAIL_DELAY_MS=50 PAYMENT_DELAY_MS=100 SEARCH_DELAY_MS=20 CACHE_DELAY_MS=10 ANALYTICS_DELAY_MS=10
 export REPORT_ITERATIONS=20000 RUST_LOG=warn DB_MAX_CONNECTIONS=4 BROKER_PREFIX="k6-$$"
 tmp=$(mktemp -d)

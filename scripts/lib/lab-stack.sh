@@ -64,13 +64,17 @@ delete_queues() {
     done
 }
 
-# `both_stacks_up <dir> <tag>`: the sync and the async stack side by side as
-# `lab up` (debug builds, the environment as exported), with databases
+# `both_stacks_up <dir> <tag>`: builds both modes (debug) and runs the sync
+# and the async stack side by side as `lab up` (the environment as exported),
+# after checking that their ports are free, with databases
 # lab_<tag>_<mode>_<pid> and logs in <dir>; waits until both are up. Sets
 # BOTH_PIDS and BOTH_DBS for `both_stacks_down`, which stops them, drops the
 # databases and deletes the queues of $BROKER_PREFIX.
 both_stacks_up() {
     local mode db
+    ports_free || return 1
+    lab_build sync debug
+    lab_build async debug
     BOTH_PIDS=()
     BOTH_DBS=()
     for mode in sync async; do

@@ -93,10 +93,10 @@ impl Tracker {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
             return;
         };
-        if let Some(url) = value["status_url"].as_str() {
+        if let Some(url) = self.scenario.resource(&value) {
             let now = Utc::now();
             if let Ok(mut accepted) = self.accepted.lock() {
-                accepted.outstanding.push_back(url.to_owned());
+                accepted.outstanding.push_back(url);
                 accepted.at.push(now);
             }
         }

@@ -100,6 +100,33 @@ impl Scenario {
         }
     }
 
+    /// Where the stack keeps the operation an answer is about: the async
+    /// answer's `status_url`, else the record a sync answer names.
+    pub fn resource(self, body: &Value) -> Option<String> {
+        let detail = &body["detail"];
+        if let Some(url) = body["status_url"]
+            .as_str()
+            .or(detail["status_url"].as_str())
+        {
+            return Some(url.to_owned());
+        }
+        let id = |v: &Value| match v {
+            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        };
+        match self {
+            Scenario::Register => Some(format!("/users/{}", id(&body["id"])?)),
+            Scenario::Payment => Some(format!("/payments/{}", id(&body["payment_id"])?)),
+            Scenario::Report => Some(format!("/jobs/{}", id(&body["job_id"])?)),
+            Scenario::Order => Some(format!(
+                "/orders/{}",
+                id(&body["id"]).or_else(|| id(&detail["order_id"]))?
+            )),
+            Scenario::Fanout | Scenario::Click => None,
+        }
+    }
+
     /// When the server accepted and finished the operation, from a status
     /// endpoint's body, once it reached its end (whichever outcome).
     pub fn finished(self, body: &Value) -> Option<(DateTime<Utc>, DateTime<Utc>)> {

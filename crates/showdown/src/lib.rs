@@ -405,7 +405,10 @@ async fn current_race(State(shared): State<Arc<Shared>>) -> Result<axum::Json<Ra
 
 async fn stop_following(State(shared): State<Arc<Shared>>) -> Result<axum::Json<Value>, Error> {
     let following = shared
-        .current()
+        .race
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
         .is_some_and(|r| r.state == race::State::Following);
     if !following {
         return Err(Error::Conflict("no race is following pending work".into()));
@@ -509,8 +512,12 @@ async fn flusher(shared: Arc<Shared>) {
 /// otherwise; what a race sees goes into its timeline too.
 async fn sample(shared: Arc<Shared>) {
     loop {
+        // Read under the lock, not cloned: the race holds every row.
         let (scenario, active) = shared
-            .current()
+            .race
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
             .map(|r| (ALL[r.scenario - 1], r.active()))
             .unwrap_or((Scenario::Order, false));
         let entry = catalog::entry(scenario);

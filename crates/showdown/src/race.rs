@@ -124,32 +124,6 @@ fn ms_after(start: DateTime<Utc>, at: DateTime<Utc>) -> f64 {
     (at - start).num_microseconds().unwrap_or(0) as f64 / 1000.0
 }
 
-/// Where the stack keeps the operation an answer is about.
-fn resource(scenario: Scenario, body: &Value) -> Option<String> {
-    let detail = &body["detail"];
-    if let Some(url) = body["status_url"]
-        .as_str()
-        .or(detail["status_url"].as_str())
-    {
-        return Some(url.to_owned());
-    }
-    let id = |v: &Value| match v {
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) => Some(s.clone()),
-        _ => None,
-    };
-    match scenario {
-        Scenario::Register => Some(format!("/users/{}", id(&body["id"])?)),
-        Scenario::Payment => Some(format!("/payments/{}", id(&body["payment_id"])?)),
-        Scenario::Report => Some(format!("/jobs/{}", id(&body["job_id"])?)),
-        Scenario::Order => Some(format!(
-            "/orders/{}",
-            id(&body["id"]).or_else(|| id(&detail["order_id"]))?
-        )),
-        Scenario::Fanout | Scenario::Click => None,
-    }
-}
-
 /// The final state a status body reports.
 fn outcome(body: &Value) -> Option<String> {
     let detail = &body["detail"];
@@ -311,7 +285,7 @@ async fn send(
             Ok((status, body)) => {
                 row.answered = Some(answered);
                 row.status = Some(status);
-                row.resource = resource(scenario, &body);
+                row.resource = scenario.resource(&body);
                 row.outcome = outcome(&body);
                 // Sync work is over when its answer is; so is a refusal.
                 if status == expected && !followed {
