@@ -40,6 +40,15 @@ pub struct ServiceSpec {
     pub async_port: u16,
 }
 
+/// Where a mode's launcher (`lab up`) takes stop/start requests unless
+/// `LAB_CONTROL_PORT` says otherwise: just below the mode's service ports.
+pub const fn launcher_port(mode: Mode) -> u16 {
+    match mode {
+        Mode::Sync => 8000,
+        Mode::Async => 8100,
+    }
+}
+
 impl ServiceSpec {
     pub const fn port(&self, mode: Mode) -> u16 {
         match mode {

@@ -208,9 +208,6 @@ pub fn control_port() -> anyhow::Result<u16> {
         Ok(port) => port
             .parse()
             .with_context(|| format!("LAB_CONTROL_PORT={port} is not a port")),
-        Err(_) => Ok(match MODE {
-            common::Mode::Sync => 8000,
-            common::Mode::Async => 8100,
-        }),
+        Err(_) => Ok(common::services::launcher_port(MODE)),
     }
 }

@@ -22,7 +22,7 @@
 //! `PAUSE` (256/s) while none do. An operation that finished but was not asked about before
 //! `--drain-timeout` counts as not finished.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,8 @@ use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 
-use loadgen::scenario::Scenario;
-use loadgen::stats::human;
+use crate::scenario::Scenario;
+use crate::stats::human;
 
 /// The oldest outstanding operations, asked about every round.
 const HEAD: usize = 8;
@@ -44,7 +44,7 @@ const PAUSE: Duration = Duration::from_millis(250);
 /// operations finish, 256/s while none do.
 const GAP: Duration = Duration::from_millis(50);
 /// One backlog sample per this much time.
-const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 /// The finishing rate of a backlog left at the end is taken over this much.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -60,24 +60,30 @@ struct Accepted {
     outstanding: VecDeque<String>,
     /// When each answer that accepted an operation arrived.
     at: Vec<DateTime<Utc>>,
+    /// How long each operation's answer took the client, in microseconds
+    /// (open loop: from when the request was due), by status URL.
+    answered_in: HashMap<String, u64>,
 }
 
 /// What following the operations found.
 pub struct Completion {
-    scenario: Scenario,
+    pub scenario: Scenario,
     /// Server-side accepted → finished, in microseconds.
-    latency: Histogram<u64>,
-    accepted: u64,
+    pub latency: Histogram<u64>,
+    /// Sent → finished as the client would see it: its answer's latency plus
+    /// the stack's accepted → finished, in microseconds.
+    pub end_to_end: Histogram<u64>,
+    pub accepted: u64,
     /// (seconds since the load started, operations accepted but not finished).
-    backlog: Vec<(f64, u64)>,
+    pub backlog: Vec<(f64, u64)>,
     /// Backlog when the load stopped.
-    at_load_end: u64,
+    pub at_load_end: u64,
     /// Time from the end of the load until the last operation finished.
-    drained_after: Option<Duration>,
+    pub drained_after: Option<Duration>,
     /// Left unfinished when the follower gave up, and the finishing rate then.
-    left: u64,
-    recent_rate: f64,
-    waited: Duration,
+    pub left: u64,
+    pub recent_rate: f64,
+    pub waited: Duration,
 }
 
 impl Tracker {
@@ -88,14 +94,17 @@ impl Tracker {
         }
     }
 
-    /// Notes an accepted operation from its answer's body.
-    pub fn accept(&self, body: &[u8]) {
+    /// Notes an accepted operation from its answer's body and how long the
+    /// answer took.
+    pub fn accept(&self, body: &[u8], answered_in: Duration) {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
             return;
         };
         if let Some(url) = self.scenario.resource(&value) {
             let now = Utc::now();
             if let Ok(mut accepted) = self.accepted.lock() {
+                let micros = u64::try_from(answered_in.as_micros()).unwrap_or(u64::MAX);
+                accepted.answered_in.insert(url.clone(), micros);
                 accepted.outstanding.push_back(url);
                 accepted.at.push(now);
             }
@@ -138,8 +147,8 @@ impl Tracker {
         drain_timeout: Duration,
     ) -> Completion {
         let start = Utc::now();
-        let mut latency =
-            Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds");
+        let mut latency = crate::stats::histogram();
+        let mut end_to_end = crate::stats::histogram();
         let mut finished = Vec::new();
         load_over.cancelled().await;
         let (load_end, ended) = (Utc::now(), Instant::now());
@@ -155,6 +164,13 @@ impl Tracker {
                 {
                     let took = (at - accepted).to_std().unwrap_or_default();
                     latency.saturating_record(took.as_micros().max(1) as u64);
+                    let answered_in = self
+                        .accepted
+                        .lock()
+                        .ok()
+                        .and_then(|a| a.answered_in.get(&url).copied())
+                        .unwrap_or(0);
+                    end_to_end.saturating_record((took.as_micros() as u64 + answered_in).max(1));
                     finished.push(at);
                     done.insert(url);
                 }
@@ -173,6 +189,7 @@ impl Tracker {
                 return Completion {
                     scenario: self.scenario,
                     latency,
+                    end_to_end,
                     accepted: history.accepted.len() as u64,
                     backlog: history.timeline(start, now),
                     at_load_end: history.backlog_at(load_end),
@@ -320,7 +337,10 @@ mod tests {
     fn tracker(n: usize) -> Tracker {
         let t = Tracker::new(Scenario::Order);
         for i in 0..n {
-            t.accept(format!(r#"{{"status_url": "/orders/{i}"}}"#).as_bytes());
+            t.accept(
+                format!(r#"{{"status_url": "/orders/{i}"}}"#).as_bytes(),
+                Duration::from_millis(1),
+            );
         }
         t
     }
@@ -362,8 +382,14 @@ mod tests {
             "two accepted, one finished"
         );
         assert_eq!(history.backlog_at(at(2000)), 3);
-        let timeline: Vec<u64> = history.timeline(t0, at(3500)).iter().map(|s| s.1).collect();
-        assert_eq!(timeline, [0, 1, 3, 2, 1]);
+        let timeline: Vec<u64> = history
+            .timeline(t0, at(3500))
+            .iter()
+            .step_by(4)
+            .map(|s| s.1)
+            .collect();
+        assert_eq!(timeline, [0, 1, 3, 2]);
+        assert_eq!(history.timeline(t0, at(3500)).last().map(|s| s.1), Some(1));
         // Since the load ended at 2 s: two finished in 1.5 s.
         assert!((history.rate(at(2000), at(3500)) - 2.0 / 1.5).abs() < 1e-9);
         // The window is 10 s at most.

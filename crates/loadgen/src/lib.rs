@@ -3,6 +3,11 @@
 //! statistics. `lab-load` and the showdown page both drive the lab with them,
 //! so both count the same answers as expected.
 
+pub mod broker;
+pub mod compare;
+pub mod completion;
+pub mod drive;
 pub mod exposition;
+pub mod reconcile;
 pub mod scenario;
 pub mod stats;

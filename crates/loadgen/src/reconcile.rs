@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use sqlx::{Connection, PgConnection};
 
-use loadgen::scenario::Scenario;
+use crate::scenario::Scenario;
 
 /// What one scenario's records said, once settled or when the wait ran out.
 #[derive(Debug, PartialEq)]
@@ -236,13 +236,13 @@ impl<'a> Counted<'a> {
 }
 
 async fn served(client: &reqwest::Client, base: &str, route: &str) -> Option<i64> {
-    let text = loadgen::exposition::scrape(client, base).await?;
+    let text = crate::exposition::scrape(client, base).await?;
     Some(count_2xx(&text, route))
 }
 
 fn count_2xx(metrics: &str, route: &str) -> i64 {
     let route = format!("route=\"{route}\"");
-    loadgen::exposition::sum(metrics, "http_requests_total", |labels| {
+    crate::exposition::sum(metrics, "http_requests_total", |labels| {
         labels.contains(&route) && labels.contains("status=\"2")
     }) as i64
 }

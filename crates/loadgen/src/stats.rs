@@ -5,9 +5,20 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+/// A latency histogram in microseconds, 1 µs to 1 h at 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
 pub struct Stats {
-    /// Latencies in microseconds, 1 µs to 1 h at 3 significant digits.
+    /// Latencies in microseconds. Open loop: from when each request was due
+    /// (what a user arriving then would wait); closed loop: from its sending.
     pub latency: Histogram<u64>,
+    /// Latencies from when each request actually left (open loop: without
+    /// the wait for a free connection; closed loop: the same as `latency`).
+    pub raw: Histogram<u64>,
+    /// Answers in each second of the measured window.
+    pub per_second: Vec<u64>,
     pub statuses: BTreeMap<u16, u64>,
     pub errors: BTreeMap<String, u64>,
     /// Answers that arrived inside the measured window: throughput counts these.
@@ -23,8 +34,9 @@ pub const HUNG_UP: &str = "hung up (client gave up)";
 impl Default for Stats {
     fn default() -> Self {
         Stats {
-            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                .expect("valid histogram bounds"),
+            latency: histogram(),
+            raw: histogram(),
+            per_second: Vec::new(),
             statuses: BTreeMap::new(),
             errors: BTreeMap::new(),
             in_window: 0,
@@ -34,19 +46,30 @@ impl Default for Stats {
 }
 
 impl Stats {
-    pub fn record(&mut self, latency: Duration, outcome: Result<u16, String>) {
+    /// Records an answer: its latency (open loop: from when it was due), its
+    /// latency from when it left, and its status or error.
+    pub fn record(&mut self, latency: Duration, raw: Duration, outcome: Result<u16, String>) {
         if matches!(&outcome, Err(e) if e == HUNG_UP) {
             self.abandoned += 1;
             return;
         }
-        let micros = u64::try_from(latency.as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
-        self.latency.saturating_record(micros);
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.latency.saturating_record(micros(latency));
+        self.raw.saturating_record(micros(raw));
         match outcome {
             Ok(status) => *self.statuses.entry(status).or_default() += 1,
             Err(e) => *self.errors.entry(e).or_default() += 1,
         }
+    }
+
+    /// Counts an answer that arrived `into` the measured window.
+    pub fn count_in_window(&mut self, into: Duration) {
+        self.in_window += 1;
+        let second = into.as_secs() as usize;
+        if self.per_second.len() <= second {
+            self.per_second.resize(second + 1, 0);
+        }
+        self.per_second[second] += 1;
     }
 
     pub fn count(&self) -> u64 {

@@ -34,15 +34,6 @@ pub struct Workers {
     pub max: f64,
 }
 
-/// One queue, as the broker answers a passive declare: the messages
-/// waiting in it (ready; not those a consumer holds unacknowledged) and its consumers.
-#[derive(Debug, Clone, Serialize)]
-pub struct QueueDepth {
-    pub name: String,
-    pub ready: u32,
-    pub consumers: u32,
-}
-
 impl Lane {
     pub fn new(mode: Mode, url: &str, control: &str) -> anyhow::Result<Lane> {
         let client = reqwest::Client::builder()
@@ -163,79 +154,6 @@ impl Lane {
         response.status().is_success().then_some(())?;
         let body: Value = response.json().await.ok()?;
         (body["mode"] == self.mode.as_str()).then_some(body)
-    }
-}
-
-/// The async lane's queues, read over AMQP. A passive declare answers with
-/// the queue's count at that instant; RabbitMQ's management API would lag
-/// by its statistics interval (5 s by default), too late to watch a burst.
-pub struct Broker {
-    url: String,
-    prefix: String,
-    connection: tokio::sync::Mutex<Option<lapin::Connection>>,
-}
-
-impl Broker {
-    pub fn new(config: &Config) -> Broker {
-        Broker {
-            url: config.amqp_url.clone(),
-            prefix: config.broker_prefix.clone(),
-            connection: tokio::sync::Mutex::new(None),
-        }
-    }
-
-    /// The named queues (without prefix) and the dead letters' depth; `None`
-    /// when the broker cannot be reached.
-    pub async fn depths(&self, queues: &[&str]) -> Option<(Vec<QueueDepth>, u32)> {
-        let mut connection = self.connection.lock().await;
-        if !connection.as_ref().is_some_and(|c| c.status().connected()) {
-            let properties = lapin::ConnectionProperties::default()
-                .with_connection_name(format!("{}-showdown", self.prefix).into());
-            let connected = tokio::time::timeout(
-                Duration::from_secs(2),
-                lapin::Connection::connect(&self.url, properties),
-            )
-            .await
-            .ok()?
-            .ok()?;
-            *connection = Some(connected);
-        }
-        let connection = connection.as_ref()?;
-        let mut depths = Vec::new();
-        let mut dead = 0;
-        let names = queues
-            .iter()
-            .copied()
-            .chain([common::topology::DEAD_LETTERS]);
-        for name in names {
-            // A passive declare of a queue that does not exist closes its
-            // channel: one channel per queue.
-            let channel = connection.create_channel().await.ok()?;
-            let declared = channel
-                .queue_declare(
-                    common::topology::named(&self.prefix, name).into(),
-                    lapin::options::QueueDeclareOptions {
-                        passive: true,
-                        ..Default::default()
-                    },
-                    lapin::types::FieldTable::default(),
-                )
-                .await;
-            let (ready, consumers) = declared
-                .map(|q| (q.message_count(), q.consumer_count()))
-                .unwrap_or((0, 0));
-            let _ = channel.close(200, "read".into()).await;
-            if name == common::topology::DEAD_LETTERS {
-                dead = ready;
-            } else {
-                depths.push(QueueDepth {
-                    name: name.to_owned(),
-                    ready,
-                    consumers,
-                });
-            }
-        }
-        Some((depths, dead))
     }
 }
 

@@ -36,7 +36,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use lanes::{Broker, Lane};
+use lanes::Lane;
+use loadgen::broker::Broker;
 use race::{Race, Sample};
 
 /// The counts the page offers; the API takes any count from 1 to [`MAX_COUNT`].
@@ -221,7 +222,7 @@ pub async fn run_with(
 ) -> anyhow::Result<()> {
     let shared = Arc::new(Shared {
         lanes: Lane::from_config(&config, overrides)?,
-        broker: Broker::new(&config),
+        broker: Broker::new(&config.amqp_url, &config.broker_prefix),
         race: Mutex::new(None),
         dirty: Mutex::new(HashSet::new()),
         clock: Mutex::new(None),

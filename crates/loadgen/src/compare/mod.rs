@@ -1,0 +1,461 @@
+//! `lab-load compare`: the lab's question answered in one command. Every
+//! scenario runs in both modes with the same settings, closed loop and open
+//! loop below and above the async consumers' capacity, for N repetitions,
+//! each run on a fresh stack; the result is one directory with `data.json`
+//! (every raw figure), `report.md`, `index.html` (self-contained) and SVG plots.
+
+pub mod data;
+pub mod machine;
+pub mod plots;
+pub mod procs;
+pub mod readme;
+pub mod render;
+pub mod stack;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use common::Mode;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::drive::{Load, Outcome, drive};
+use crate::scenario::Scenario;
+use data::{Data, Dist, LoadKind, Records, RunData, Settings};
+use stack::{Infra, Stack};
+
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// Scenarios (1-6, names or all).
+    #[arg(default_value = "all", value_parser = Scenario::parse)]
+    pub scenarios: Vec<Vec<Scenario>>,
+    /// The short profile: one repetition of 2 s loads, closed loop and open
+    /// loop below capacity (a first look, and CI). Default: the full profile
+    /// (3 repetitions of 10 s, closed loop, open loop below and above).
+    #[arg(long)]
+    pub quick: bool,
+    /// Repetitions of every run (default: 3, quick: 1).
+    #[arg(long)]
+    pub repetitions: Option<usize>,
+    /// Closed loop: concurrent clients.
+    #[arg(long, default_value_t = 20)]
+    pub clients: usize,
+    /// Seconds of measured load per run (default: 10, quick: 2).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Where the report goes.
+    #[arg(long, default_value = "report")]
+    pub out: PathBuf,
+    /// The sync build's binaries (`lab`, the services).
+    #[arg(long, default_value = "target/release")]
+    pub sync_bin: PathBuf,
+    /// The async build's binaries.
+    #[arg(long, default_value = "target/async/release")]
+    pub async_bin: PathBuf,
+    /// A setting for both stacks, as the services read it from the
+    /// environment (repeatable): `--set EMAIL_DELAY_MS=50`. Unless set, the
+    /// report's work is 0.5 s of CPU (REPORT_SECONDS=0.5; the services'
+    /// default, 10 s, would keep a 2-core machine busy for minutes per run).
+    #[arg(long = "set", value_parser = parse_setting)]
+    pub set: Vec<(String, String)>,
+    /// An earlier report's data.json: print and plot the differences, and
+    /// flag those beyond the run-to-run spread.
+    #[arg(long)]
+    pub against: Option<PathBuf>,
+    /// Any database URL of the PostgreSQL server the stacks use (each run
+    /// gets a database of its own on it).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pub postgres: String,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp: String,
+    /// RabbitMQ's management API (only its version is read).
+    #[arg(long, default_value = "http://127.0.0.1:15672")]
+    pub rabbitmq_api: String,
+}
+
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    let (key, value) = s.split_once('=').ok_or("KEY=VALUE")?;
+    if !common::config::VARS.contains(&key) {
+        return Err(format!("{key} is not a setting the services read"));
+    }
+    if matches!(key, "DATABASE_URL" | "BROKER_PREFIX" | "AMQP_URL" | "PORT") {
+        return Err(format!("{key} is set per run by compare itself"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+/// The durations and loads of a profile.
+struct Profile {
+    name: &'static str,
+    repetitions: usize,
+    warmup: Duration,
+    duration: Duration,
+    drain_timeout: Duration,
+    loads: Vec<LoadKind>,
+}
+
+impl Profile {
+    fn of(args: &CompareArgs) -> Profile {
+        let (name, repetitions, warmup, duration, drain, loads) = if args.quick {
+            (
+                "quick",
+                1,
+                1.0,
+                2.0,
+                8.0,
+                vec![LoadKind::Closed, LoadKind::OpenBelow],
+            )
+        } else {
+            (
+                "full",
+                3,
+                2.0,
+                10.0,
+                30.0,
+                vec![LoadKind::Closed, LoadKind::OpenBelow, LoadKind::OpenAbove],
+            )
+        };
+        Profile {
+            name,
+            repetitions: args.repetitions.unwrap_or(repetitions).max(1),
+            warmup: Duration::from_secs_f64(warmup),
+            duration: Duration::from_secs_f64(args.duration.unwrap_or(duration)),
+            drain_timeout: Duration::from_secs_f64(drain),
+            loads,
+        }
+    }
+}
+
+/// The report scenario's CPU work per report, unless `--set` says otherwise.
+const REPORT_SECONDS: &str = "0.5";
+const BELOW: f64 = 0.5;
+const ABOVE: f64 = 1.5;
+
+pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
+    let scenarios: Vec<Scenario> = {
+        let mut chosen: Vec<Scenario> = args.scenarios.iter().flatten().copied().collect();
+        chosen.sort_by_key(|s| s.number());
+        chosen.dedup();
+        chosen
+    };
+    let profile = Profile::of(&args);
+    let mut env = args.set.clone();
+    if !env.iter().any(|(k, _)| k.starts_with("REPORT_")) {
+        env.push(("REPORT_SECONDS".into(), REPORT_SECONDS.into()));
+    }
+    for (mode, bin) in [(Mode::Sync, &args.sync_bin), (Mode::Async, &args.async_bin)] {
+        stack::ports_free(mode)?;
+        if !bin.join("lab").is_file() {
+            bail!(
+                "no {mode} build in {} (scripts/compare.sh builds both; or pass --{mode}-bin)",
+                bin.display()
+            );
+        }
+    }
+    let against = match &args.against {
+        Some(path) => Some(read_data(path)?),
+        None => None,
+    };
+    std::fs::create_dir_all(args.out.join("logs"))
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let build = if args.sync_bin.ends_with("release") && args.async_bin.ends_with("release") {
+        "release"
+    } else {
+        "debug"
+    };
+    let machine = machine::read(&args.out, &args.postgres, &args.rabbitmq_api, build).await;
+    let mut data = Data {
+        format: data::FORMAT,
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        profile: profile.name.into(),
+        machine,
+        settings: Settings {
+            repetitions: profile.repetitions,
+            clients: args.clients,
+            warmup_s: profile.warmup.as_secs_f64(),
+            duration_s: profile.duration.as_secs_f64(),
+            drain_timeout_s: profile.drain_timeout.as_secs_f64(),
+            below_share: BELOW,
+            above_share: ABOVE,
+            stack_env: env.iter().cloned().collect(),
+            scenarios: scenarios.iter().map(|s| s.name().to_owned()).collect(),
+            loads: profile.loads.clone(),
+        },
+        runs: Vec::new(),
+    };
+    let infra = Infra {
+        postgres: args.postgres.clone(),
+        amqp: args.amqp.clone(),
+    };
+    let total = profile.repetitions * scenarios.len() * profile.loads.len() * 2;
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} runs, {elapsed} so far, about {eta} left: {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix("compare");
+    let mut capacity: BTreeMap<usize, f64> = BTreeMap::new();
+    let tag = format!("cmp{}", std::process::id());
+    let mut n = 0;
+    for repetition in 0..profile.repetitions {
+        for &scenario in &scenarios {
+            for &kind in &profile.loads {
+                for mode in [Mode::Sync, Mode::Async] {
+                    n += 1;
+                    bar.set_message(format!(
+                        "{} {} · {mode} · {} · repetition {}/{}",
+                        scenario.number(),
+                        scenario.name(),
+                        kind.title(),
+                        repetition + 1,
+                        profile.repetitions
+                    ));
+                    let rate = match kind {
+                        LoadKind::Closed => None,
+                        LoadKind::OpenBelow | LoadKind::OpenAbove => {
+                            let share = if kind == LoadKind::OpenBelow {
+                                BELOW
+                            } else {
+                                ABOVE
+                            };
+                            let cap = capacity.get(&scenario.number()).copied().unwrap_or(10.0);
+                            Some(((cap * share * 10.0).round() / 10.0).max(1.0))
+                        }
+                    };
+                    let bin = match mode {
+                        Mode::Sync => &args.sync_bin,
+                        Mode::Async => &args.async_bin,
+                    };
+                    let name = format!("{tag}_{n}");
+                    let run = one_run(OneRun {
+                        bin,
+                        mode,
+                        scenario,
+                        kind,
+                        rate,
+                        repetition,
+                        clients: args.clients,
+                        profile: &profile,
+                        env: &env,
+                        infra: &infra,
+                        name: &name,
+                        log: &args.out.join("logs").join(format!(
+                            "{repetition}-{}-{}-{mode}.log",
+                            scenario.number(),
+                            kind.slug()
+                        )),
+                    })
+                    .await
+                    .with_context(|| format!("{} {mode} {}", scenario.name(), kind.title()))?;
+                    if repetition == 0 && kind == LoadKind::Closed && mode == Mode::Async {
+                        capacity
+                            .insert(scenario.number(), run.finish_rate.unwrap_or(run.throughput));
+                    }
+                    bar.println(format!(
+                        "{:<12} {:<5} {:<26} p50 {:>9} answered {:>8.1}/s{}",
+                        format!("{} {}", scenario.number(), scenario.name()),
+                        mode.as_str(),
+                        format!("{} (rep {})", kind.title(), repetition + 1),
+                        format!("{:.1} ms", run.answered.p50_ms),
+                        run.throughput,
+                        match run.problems().first() {
+                            Some(p) => format!("  ! {p}"),
+                            None => String::new(),
+                        }
+                    ));
+                    data.runs.push(run);
+                    write_data(&args.out, &data)?;
+                    bar.inc(1);
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    render::write(&args.out, &data, against.as_ref())?;
+    println!("{}", render::summary_text(&data, against.as_ref()));
+    println!("report: {}", args.out.join("index.html").display());
+    Ok(())
+}
+
+/// `lab-load render`: the report's files again from its data.json.
+pub fn render_again(dir: &Path, against: Option<&Path>) -> anyhow::Result<()> {
+    let data = read_data(&dir.join("data.json"))?;
+    let against = against.map(read_data).transpose()?;
+    render::write(dir, &data, against.as_ref())?;
+    print!("{}", render::summary_text(&data, against.as_ref()));
+    Ok(())
+}
+
+pub fn read_data(path: &Path) -> anyhow::Result<Data> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let data: Data = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a report's data.json", path.display()))?;
+    if data.format != data::FORMAT {
+        bail!(
+            "{} has format {}, this lab-load reads {}",
+            path.display(),
+            data.format,
+            data::FORMAT
+        );
+    }
+    Ok(data)
+}
+
+fn write_data(out: &Path, data: &Data) -> anyhow::Result<()> {
+    let path = out.join("data.json");
+    let tmp = out.join("data.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(data)?)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+struct OneRun<'a> {
+    bin: &'a Path,
+    mode: Mode,
+    scenario: Scenario,
+    kind: LoadKind,
+    rate: Option<f64>,
+    repetition: usize,
+    clients: usize,
+    profile: &'a Profile,
+    env: &'a [(String, String)],
+    infra: &'a Infra,
+    name: &'a str,
+    log: &'a Path,
+}
+
+async fn one_run(run: OneRun<'_>) -> anyhow::Result<RunData> {
+    let stack = Stack::start(run.bin, run.mode, run.name, run.env, run.infra, run.log).await?;
+    let load = Load {
+        mode: run.mode,
+        host: "127.0.0.1".into(),
+        clients: run.clients,
+        think: Duration::ZERO,
+        rate: run.rate,
+        warmup: run.profile.warmup,
+        duration: run.profile.duration,
+        drain_timeout: run.profile.drain_timeout,
+        hangup: None,
+        database_url: stack.database_url.clone(),
+        progress: false,
+    };
+    let measured = async {
+        let client = load.client()?;
+        let before = procs::snapshot();
+        let stop = CancellationToken::new();
+        let queued = (run.mode == Mode::Async).then(|| {
+            let broker = Arc::new(Broker::new(&run.infra.amqp, &stack.prefix));
+            tokio::spawn(sample_queues(broker, stop.clone()))
+        });
+        let outcome = drive(&client, &load, run.scenario).await;
+        stop.cancel();
+        let queued = match queued {
+            Some(task) => task.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let after = procs::snapshot();
+        anyhow::Ok((outcome?, queued, procs::used(&before, &after)))
+    }
+    .await;
+    stack.stop().await;
+    let (outcome, queued, resources) = measured?;
+    Ok(run_data(&run, &load, outcome, queued, resources))
+}
+
+/// Messages ready in the stack's queues, every quarter second.
+async fn sample_queues(broker: Arc<Broker>, stop: CancellationToken) -> Vec<(f64, u64)> {
+    let names: Vec<&str> = common::topology::QUEUES.iter().map(|q| q.name).collect();
+    let begin = Instant::now();
+    let mut samples = Vec::new();
+    let mut every = tokio::time::interval(crate::completion::SAMPLE_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                if let Some((depths, _)) = broker.depths(&names).await {
+                    let ready: u64 = depths.iter().map(|d| u64::from(d.ready)).sum();
+                    samples.push((begin.elapsed().as_secs_f64(), ready));
+                }
+            }
+            () = stop.cancelled() => return samples,
+        }
+    }
+}
+
+fn run_data(
+    run: &OneRun<'_>,
+    load: &Load,
+    outcome: Outcome,
+    queued: Vec<(f64, u64)>,
+    resources: Vec<procs::Used>,
+) -> RunData {
+    let load_end_s = (load.warmup + load.duration).as_secs_f64();
+    let completion = outcome.completion.as_ref();
+    let finished_count = completion.map_or(0, |c| c.latency.len());
+    let finish_rate = completion.map(|c| match c.drained_after {
+        Some(after) => finished_count as f64 / (load_end_s + after.as_secs_f64()),
+        None => c.recent_rate,
+    });
+    let warm_expected = outcome
+        .warmup
+        .statuses
+        .get(&outcome.expected)
+        .copied()
+        .unwrap_or(0);
+    let operations = match completion {
+        Some(_) => finished_count,
+        None => outcome.expected_answers() + warm_expected,
+    };
+    let records = outcome.verdict.as_ref().map(|v| match v {
+        Ok(v) => Records {
+            started: v.started,
+            unfinished: v.unfinished,
+            wrong: v.wrong.clone(),
+            error: None,
+        },
+        Err(e) => Records {
+            started: 0,
+            unfinished: 0,
+            wrong: Vec::new(),
+            error: Some(e.clone()),
+        },
+    });
+    RunData {
+        scenario: run.scenario.name().into(),
+        number: run.scenario.number(),
+        mode: run.mode.as_str().into(),
+        load: run.kind,
+        repetition: run.repetition,
+        clients: run.rate.is_none().then_some(run.clients),
+        rate: run.rate,
+        expected_status: outcome.expected,
+        statuses: outcome.stats.statuses.clone(),
+        errors: outcome.stats.errors.clone(),
+        answered: Dist::of(&outcome.stats.latency),
+        answered_raw: Dist::of(&outcome.stats.raw),
+        finished: completion.map(|c| Dist::of(&c.end_to_end)),
+        throughput: outcome.throughput(),
+        per_second: outcome.stats.per_second.clone(),
+        accepted: completion.map_or(0, |c| c.accepted),
+        finished_count,
+        left: completion.map_or(0, |c| c.left),
+        drained_after_s: completion.and_then(|c| c.drained_after.map(|d| d.as_secs_f64())),
+        finish_rate,
+        backlog: completion.map(|c| c.backlog.clone()).unwrap_or_default(),
+        queued,
+        in_flight: outcome.in_flight.clone(),
+        window_start_s: outcome.window_start,
+        load_end_s,
+        records,
+        operations,
+        resources,
+        notes: outcome.notes.clone(),
+    }
+}

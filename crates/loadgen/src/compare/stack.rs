@@ -1,0 +1,192 @@
+//! A fresh stack per run: `lab up` of the mode's build against a database and
+//! a broker prefix of its own, so no run inherits another's backlog, held
+//! stock or warm caches; stopped, its database dropped and its queues
+//! deleted afterwards.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use common::{Mode, SERVICES};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use sqlx::{Connection, PgConnection};
+
+use crate::broker::Broker;
+
+/// Where the stacks' PostgreSQL and RabbitMQ are.
+#[derive(Debug, Clone)]
+pub struct Infra {
+    /// A database URL of the server, whose database part is replaced per run.
+    pub postgres: String,
+    pub amqp: String,
+}
+
+impl Infra {
+    fn database_url(&self, database: &str) -> String {
+        match self.postgres.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{database}"),
+            None => format!("{}/{database}", self.postgres),
+        }
+    }
+}
+
+/// A running `lab up`.
+pub struct Stack {
+    child: tokio::process::Child,
+    pub mode: Mode,
+    pub database: String,
+    pub database_url: String,
+    pub prefix: String,
+    log: PathBuf,
+    infra: Infra,
+}
+
+impl Stack {
+    /// Starts `<bin>/lab up` with `env` (the run's settings) on database
+    /// `name` and broker prefix `name`, logging to `log`; returns once all
+    /// ten services answer `/ready`.
+    pub async fn start(
+        bin: &Path,
+        mode: Mode,
+        name: &str,
+        env: &[(String, String)],
+        infra: &Infra,
+        log: &Path,
+    ) -> anyhow::Result<Stack> {
+        let lab = bin.join("lab");
+        let database_url = infra.database_url(name);
+        let out = std::fs::File::create(log).with_context(|| format!("{}", log.display()))?;
+        let child = tokio::process::Command::new(&lab)
+            .arg("up")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("DATABASE_URL", &database_url)
+            .env("BROKER_PREFIX", name)
+            .env("AMQP_URL", &infra.amqp)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot run {} (build it first)", lab.display()))?;
+        let mut stack = Stack {
+            child,
+            mode,
+            database: name.to_owned(),
+            database_url,
+            prefix: name.to_owned(),
+            log: log.to_owned(),
+            infra: infra.clone(),
+        };
+        if let Err(e) = stack.wait_ready(Duration::from_secs(120)).await {
+            stack.stop().await;
+            return Err(e);
+        }
+        Ok(stack)
+    }
+
+    async fn wait_ready(&mut self, within: Duration) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = Instant::now() + within;
+        let mut waiting: Vec<u16> = SERVICES.iter().map(|s| s.port(self.mode)).collect();
+        while !waiting.is_empty() {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "lab up exited ({status}) before its services were ready; see {}",
+                    self.log.display()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "ports {waiting:?} not ready after {within:?}; see {}",
+                    self.log.display()
+                );
+            }
+            let mut still = Vec::new();
+            for port in waiting {
+                let ready = client
+                    .get(format!("http://127.0.0.1:{port}/ready"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if !ready {
+                    still.push(port);
+                }
+            }
+            waiting = still;
+            if !waiting.is_empty() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the stack (SIGINT: its services finish what they hold; killed
+    /// after 30 s), drops its database and deletes its queues.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGINT);
+        }
+        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+        if let Ok(mut db) = PgConnection::connect(&self.infra.database_url("postgres")).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.database
+            ))
+            .execute(&mut db)
+            .await;
+        }
+        if self.mode == Mode::Async {
+            let _ = Broker::new(&self.infra.amqp, &self.prefix)
+                .delete_all()
+                .await;
+        }
+    }
+}
+
+/// Fails when a port of the mode's stack is taken: a stack is running.
+pub fn ports_free(mode: Mode) -> anyhow::Result<()> {
+    let ports = SERVICES
+        .iter()
+        .map(|s| s.port(mode))
+        .chain([common::services::launcher_port(mode)]);
+    for port in ports {
+        if std::net::TcpStream::connect_timeout(
+            &([127, 0, 0, 1], port).into(),
+            Duration::from_millis(200),
+        )
+        .is_ok()
+        {
+            bail!(
+                "port {port} is taken: a {mode} stack is running? `lab-load compare` starts its own; stop it first"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_run_gets_its_own_database_on_the_same_server() {
+        let infra = Infra {
+            postgres: "postgres://postgres@127.0.0.1:5432/postgres".into(),
+            amqp: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+        };
+        assert_eq!(
+            infra.database_url("cmp_1_sync"),
+            "postgres://postgres@127.0.0.1:5432/cmp_1_sync"
+        );
+    }
+}
