@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: unit and end-to-end tests against the real PostgreSQL and
 # RabbitMQ in both modes, then a smoke test of `lab up` with the service
-# binaries as processes, in both modes.
+# binaries as processes, in both modes, and the quick comparison report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-services.sh
@@ -12,4 +12,8 @@ echo "== cargo test, async mode"
 cargo test --workspace --locked --features lab-tests/async
 scripts/smoke.sh sync
 scripts/smoke.sh async
+# Both modes' debug builds now exist (the smoke tests built them): the quick
+# comparison report against real stacks of both, with small delays.
+echo "== lab-load compare --quick, both modes (crates/loadgen/tests/compare.rs)"
+cargo test -p loadgen --test compare --locked -- --ignored
 echo "test.sh: all tests passed in $(( $(date +%s) - start )) s"
