@@ -14,9 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/lab-stack.sh
 . scripts/lib/lab-stack.sh
-profile=${COMPARE_PROFILE:-release}
+build=${COMPARE_PROFILE:-release}
 scripts/ensure-services.sh >/dev/null
-lab_build sync "$profile"
-lab_build async "$profile"
-exec "$(lab_bin sync "$profile")/lab-load" compare \
-    --sync-bin "$(lab_bin sync "$profile")" --async-bin "$(lab_bin async "$profile")" "$@"
+lab_build sync "$build"
+lab_build async "$build"
+exec "$(lab_bin sync "$build")/lab-load" compare \
+    --sync-bin "$(lab_bin sync "$build")" --async-bin "$(lab_bin async "$build")" "$@"
