@@ -28,6 +28,10 @@ pub struct Load {
     pub think: Duration,
     /// Open loop: requests per second.
     pub rate: Option<f64>,
+    /// Open loop: at most this many requests in flight (a client's connection
+    /// pool); a request due while all are busy waits for one, and its latency
+    /// still counts from when it was due.
+    pub max_in_flight: usize,
     pub warmup: Duration,
     pub duration: Duration,
     /// Async: how long to follow accepted work after the load.
@@ -54,7 +58,7 @@ impl Load {
 
     /// An HTTP client sized for the load.
     pub fn client(&self) -> reqwest::Result<reqwest::Client> {
-        let concurrency = self.rate.map_or(self.clients, |_| 10_000);
+        let concurrency = self.rate.map_or(self.clients, |_| self.max_in_flight);
         reqwest::Client::builder()
             .timeout(Duration::from_secs(600))
             .pool_max_idle_per_host(concurrency)
@@ -76,7 +80,7 @@ pub struct Outcome {
     pub expected: u16,
     /// Async, followed scenarios: accepted operations followed to their end.
     pub completion: Option<Completion>,
-    /// (seconds since the load began, requests sent but not yet answered),
+    /// (seconds since the load began, requests due or sent but not yet answered),
     /// one sample per [`SAMPLE_EVERY`] from the start of the warm-up.
     pub in_flight: Vec<(f64, i64)>,
     /// Seconds from the start of the warm-up to the measured window.
@@ -404,16 +408,22 @@ async fn open_loop(target: &Arc<Target>, scenario: Scenario, rate: f64, load: &L
     let bar = progress(scenario, load);
     let watcher = spawn_ticker(bar.clone(), start, Arc::clone(&stats));
     let total = (rate * (load.warmup + load.duration).as_secs_f64()).round() as u64;
+    let slots = Arc::new(tokio::sync::Semaphore::new(load.max_in_flight.max(1)));
     let mut inflight = Vec::new();
     for n in 0..total {
         let due = begin + Duration::from_secs_f64(n as f64 / rate);
         tokio::time::sleep_until(due.into()).await;
-        let (target, into, stats) = (
+        let (target, into, stats, slots) = (
             Arc::clone(target),
             Arc::clone(if due >= start { &stats } else { &warm }),
             Arc::clone(&stats),
+            Arc::clone(&slots),
         );
         inflight.push(tokio::spawn(async move {
+            // Waiting for a slot counts as in flight: the request is due.
+            target.in_flight.fetch_add(1, Ordering::Relaxed);
+            let _slot = slots.acquire_owned().await;
+            target.in_flight.fetch_sub(1, Ordering::Relaxed);
             let sent = Instant::now();
             let outcome = target.send(scenario, n, due).await;
             let (latency, raw) = (due.elapsed(), sent.elapsed());

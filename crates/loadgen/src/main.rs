@@ -70,6 +70,11 @@ struct RunArgs {
     /// Open loop: this many requests per second instead of a fixed number of clients.
     #[arg(long)]
     rate: Option<f64>,
+    /// Open loop: at most this many requests in flight (the driver's
+    /// connection pool); requests due while all are busy wait, and their
+    /// latency counts from when they were due.
+    #[arg(long, default_value_t = 5_000)]
+    max_in_flight: usize,
     /// Seconds of measured load per scenario.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -142,6 +147,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         clients: args.clients,
         think: Duration::from_millis(args.think_ms),
         rate: args.rate,
+        max_in_flight: args.max_in_flight,
         warmup: Duration::from_secs_f64(args.warmup),
         duration: Duration::from_secs_f64(args.duration),
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),

@@ -38,6 +38,8 @@ pub struct Settings {
     /// (measured in the first repetition's closed loop).
     pub below_share: f64,
     pub above_share: f64,
+    /// Open loop: the driver's requests in flight at most.
+    pub max_in_flight: usize,
     /// Environment given to both stacks (delays, pools, workers); every other
     /// setting is the services' default (docs/configuration.md).
     pub stack_env: BTreeMap<String, String>,

@@ -132,6 +132,10 @@ impl Profile {
 
 /// The report scenario's CPU work per report, unless `--set` says otherwise.
 const REPORT_SECONDS: &str = "0.5";
+/// Open loop: the driver's connections at most (the machine allows 20,000
+/// open files per process; a sync stack far above its capacity would take
+/// them all).
+const MAX_IN_FLIGHT: usize = 5_000;
 const BELOW: f64 = 0.5;
 const ABOVE: f64 = 1.5;
 
@@ -181,6 +185,7 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
             drain_timeout_s: profile.drain_timeout.as_secs_f64(),
             below_share: BELOW,
             above_share: ABOVE,
+            max_in_flight: MAX_IN_FLIGHT,
             stack_env: env.iter().cloned().collect(),
             scenarios: scenarios.iter().map(|s| s.name().to_owned()).collect(),
             loads: profile.loads.clone(),
@@ -258,7 +263,7 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
                         capacity
                             .insert(scenario.number(), run.finish_rate.unwrap_or(run.throughput));
                     }
-                    bar.println(format!(
+                    let line = format!(
                         "{:<12} {:<5} {:<26} p50 {:>9} answered {:>8.1}/s{}",
                         format!("{} {}", scenario.number(), scenario.name()),
                         mode.as_str(),
@@ -269,7 +274,12 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
                             Some(p) => format!("  ! {p}"),
                             None => String::new(),
                         }
-                    ));
+                    );
+                    if bar.is_hidden() {
+                        eprintln!("{line}");
+                    } else {
+                        bar.println(line);
+                    }
                     data.runs.push(run);
                     write_data(&args.out, &data)?;
                     bar.inc(1);
@@ -340,6 +350,7 @@ async fn one_run(run: OneRun<'_>) -> anyhow::Result<RunData> {
         clients: run.clients,
         think: Duration::ZERO,
         rate: run.rate,
+        max_in_flight: MAX_IN_FLIGHT,
         warmup: run.profile.warmup,
         duration: run.profile.duration,
         drain_timeout: run.profile.drain_timeout,

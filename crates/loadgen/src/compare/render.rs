@@ -645,8 +645,8 @@ fn document(dir: &Path, data: &Data, against: Option<&Data>) -> anyhow::Result<V
         vec![
             "open loop".into(),
             format!(
-                "{}× and {}× the async consumers' capacity (its finishing rate in the first closed loop)",
-                s.below_share, s.above_share
+                "{}× and {}× the async consumers' capacity (its finishing rate in the first closed loop), at most {} requests in flight",
+                s.below_share, s.above_share, s.max_in_flight
             ),
         ],
         vec![
