@@ -253,6 +253,8 @@ pub struct RunData {
     pub backlog: Vec<(f64, u64)>,
     /// (s, messages ready in the stack's queues) (async).
     pub queued: Vec<(f64, u64)>,
+    /// The same per queue (async).
+    pub queues: BTreeMap<String, Vec<(f64, u64)>>,
     /// (s, requests sent and not answered).
     pub in_flight: Vec<(f64, i64)>,
     pub window_start_s: f64,
@@ -305,7 +307,7 @@ impl RunData {
             Some(r) => {
                 if r.unfinished > 0 {
                     problems.push(format!(
-                        "lost or unfinished work: {} of {} not final in the stack's records",
+                        "{} operations not final in the stack's records after the drain (still running, or lost; {} recorded)",
                         r.unfinished, r.started
                     ));
                 }
@@ -321,6 +323,42 @@ impl RunData {
             "sync" => Some(&self.answered),
             _ => self.finished.as_ref(),
         }
+    }
+
+    /// The async consumers' pace, messages per second, from how fast the
+    /// slowest queue that held a backlog when the load ended drained after it
+    /// (`None` when no queue held one: the consumers kept up). For the
+    /// scenarios whose operations are not followed one by one.
+    pub fn queue_drain_rate(&self) -> Option<f64> {
+        const BACKLOG: u64 = 50;
+        self.queues
+            .values()
+            .filter_map(|series| {
+                let after: Vec<&(f64, u64)> = series
+                    .iter()
+                    .filter(|(t, _)| *t >= self.load_end_s)
+                    .collect();
+                let &&(t0, d0) = after.first()?;
+                if d0 < BACKLOG {
+                    return None;
+                }
+                let &&(t1, d1) = after
+                    .iter()
+                    .find(|(_, d)| *d == 0)
+                    .or_else(|| after.last())?;
+                (t1 > t0 + 0.5 && d1 < d0).then(|| (d0 - d1) as f64 / (t1 - t0))
+            })
+            .min_by(f64::total_cmp)
+    }
+
+    /// The async consumers' capacity in operations per second, as the open
+    /// loops' rates are set from it: the finishing rate of the operations
+    /// followed, else the slowest queue's drain, else (they kept up) the
+    /// answers per second.
+    pub fn capacity(&self) -> f64 {
+        self.finish_rate
+            .or_else(|| self.queue_drain_rate())
+            .unwrap_or(self.throughput)
     }
 
     pub fn cpu_per_1000(&self, group: &str) -> Option<f64> {
@@ -476,6 +514,33 @@ mod tests {
         );
         // 10 points per nine: 0 → 99.99 % is 40 steps.
         assert!((40..=42).contains(&curve.len()), "{}", curve.len());
+    }
+
+    #[test]
+    fn the_consumers_pace_is_the_slowest_queue_draining_after_the_load() {
+        let mut run: RunData =
+            serde_json::from_str(include_str!("testdata/run.json")).expect("a run");
+        run.load_end_s = 10.0;
+        run.finish_rate = None;
+        run.throughput = 1000.0;
+        // search drains 600 messages in 6 s, cache 300 in 1 s, clicks never
+        // held a backlog.
+        run.queues = [
+            (
+                "search".to_owned(),
+                vec![(9.0, 500), (10.0, 600), (13.0, 300), (16.0, 0), (17.0, 0)],
+            ),
+            ("cache".to_owned(), vec![(10.0, 300), (11.0, 0), (12.0, 0)]),
+            ("clicks".to_owned(), vec![(10.0, 3), (11.0, 0)]),
+        ]
+        .into();
+        assert_eq!(run.queue_drain_rate(), Some(100.0));
+        assert_eq!(run.capacity(), 100.0);
+        run.finish_rate = Some(20.0);
+        assert_eq!(run.capacity(), 20.0, "followed operations say it first");
+        run.finish_rate = None;
+        run.queues.clear();
+        assert_eq!(run.capacity(), 1000.0, "the consumers kept up");
     }
 
     #[test]

@@ -362,37 +362,45 @@ async fn one_run(run: OneRun<'_>) -> anyhow::Result<RunData> {
         let client = load.client()?;
         let before = procs::snapshot();
         let stop = CancellationToken::new();
-        let queued = (run.mode == Mode::Async).then(|| {
+        let sampled = (run.mode == Mode::Async).then(|| {
             let broker = Arc::new(Broker::new(&run.infra.amqp, &stack.prefix));
             tokio::spawn(sample_queues(broker, stop.clone()))
         });
         let outcome = drive(&client, &load, run.scenario).await;
         stop.cancel();
-        let queued = match queued {
+        let queues = match sampled {
             Some(task) => task.await.unwrap_or_default(),
-            None => Vec::new(),
+            None => BTreeMap::new(),
         };
         let after = procs::snapshot();
-        anyhow::Ok((outcome?, queued, procs::used(&before, &after)))
-    }
-    .await;
+        anyhow::Ok((outcome?, queues, procs::used(&before, &after)))
+    };
+    // Ctrl-C stops the run's stack too, and leaves the report of the runs so far.
+    let measured = tokio::select! {
+        measured = measured => measured,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; data.json holds the runs before this one")),
+    };
     stack.stop().await;
-    let (outcome, queued, resources) = measured?;
-    Ok(run_data(&run, &load, outcome, queued, resources))
+    let (outcome, queues, resources) = measured?;
+    Ok(run_data(&run, &load, outcome, queues, resources))
 }
 
-/// Messages ready in the stack's queues, every quarter second.
-async fn sample_queues(broker: Arc<Broker>, stop: CancellationToken) -> Vec<(f64, u64)> {
+/// Messages ready in each of the stack's queues, every quarter second.
+type QueueSeries = BTreeMap<String, Vec<(f64, u64)>>;
+
+async fn sample_queues(broker: Arc<Broker>, stop: CancellationToken) -> QueueSeries {
     let names: Vec<&str> = common::topology::QUEUES.iter().map(|q| q.name).collect();
     let begin = Instant::now();
-    let mut samples = Vec::new();
+    let mut samples = QueueSeries::new();
     let mut every = tokio::time::interval(crate::completion::SAMPLE_EVERY);
     loop {
         tokio::select! {
             _ = every.tick() => {
                 if let Some((depths, _)) = broker.depths(&names).await {
-                    let ready: u64 = depths.iter().map(|d| u64::from(d.ready)).sum();
-                    samples.push((begin.elapsed().as_secs_f64(), ready));
+                    let t = begin.elapsed().as_secs_f64();
+                    for depth in depths {
+                        samples.entry(depth.name).or_default().push((t, u64::from(depth.ready)));
+                    }
                 }
             }
             () = stop.cancelled() => return samples,
@@ -400,11 +408,29 @@ async fn sample_queues(broker: Arc<Broker>, stop: CancellationToken) -> Vec<(f64
     }
 }
 
+/// The queues' total over time.
+fn total(queues: &QueueSeries) -> Vec<(f64, u64)> {
+    let Some(first) = queues.values().next() else {
+        return Vec::new();
+    };
+    (0..first.len())
+        .map(|i| {
+            let t = first[i].0;
+            let sum = queues
+                .values()
+                .filter_map(|s| s.get(i))
+                .map(|(_, n)| n)
+                .sum();
+            (t, sum)
+        })
+        .collect()
+}
+
 fn run_data(
     run: &OneRun<'_>,
     load: &Load,
     outcome: Outcome,
-    queued: Vec<(f64, u64)>,
+    queues: QueueSeries,
     resources: Vec<procs::Used>,
 ) -> RunData {
     let load_end_s = (load.warmup + load.duration).as_secs_f64();
@@ -460,7 +486,11 @@ fn run_data(
         drained_after_s: completion.and_then(|c| c.drained_after.map(|d| d.as_secs_f64())),
         finish_rate,
         backlog: completion.map(|c| c.backlog.clone()).unwrap_or_default(),
-        queued,
+        queued: total(&queues),
+        queues: queues
+            .into_iter()
+            .filter(|(_, s)| s.iter().any(|(_, n)| *n > 0))
+            .collect(),
         in_flight: outcome.in_flight.clone(),
         window_start_s: outcome.window_start,
         load_end_s,
