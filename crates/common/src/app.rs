@@ -338,6 +338,9 @@ fn with_common_parts(routes: Router, ctx: &Ctx) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(ctx.settings.body_limit))
+        .layer(axum::Extension(crate::extract::BodyLimit(
+            ctx.settings.body_limit,
+        )))
         .layer(axum::middleware::from_fn(correlation::scope))
         .layer(axum::middleware::from_fn_with_state(name, metrics::track_http))
         .layer(axum::middleware::from_fn_with_state(

@@ -322,7 +322,7 @@ pub fn read_data(path: &Path) -> anyhow::Result<Data> {
 fn write_data(out: &Path, data: &Data) -> anyhow::Result<()> {
     let path = out.join("data.json");
     let tmp = out.join("data.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(data)?)?;
+    std::fs::write(&tmp, serde_json::to_vec(data)?)?;
     std::fs::rename(&tmp, &path)?;
     Ok(())
 }

@@ -165,7 +165,7 @@ pub fn headline(data: &Data, number: usize, scenario: &str) -> String {
         .flat_map(|l| ["sync", "async"].map(|m| Group::of(data, scenario, l, m).problems().len()))
         .sum();
     if problems > 0 {
-        let _ = write!(line, " — ⚠ {problems} finding(s) below");
+        let _ = write!(line, " — ⚠ {problems} finding(s) in the report");
     }
     line
 }
@@ -256,9 +256,13 @@ fn work_row(group: &Group<'_>, mode: &str) -> Vec<String> {
     ]
 }
 
+/// CPU and memory at the steady load, where both modes finish all they
+/// accept (in a closed loop the async stack accepts far more than it
+/// finishes, and CPU per finished operation would mean nothing).
 fn resource_rows(data: &Data, scenario: &str) -> Vec<Vec<String>> {
-    let sync = Group::of(data, scenario, LoadKind::Closed, "sync");
-    let asy = Group::of(data, scenario, LoadKind::Closed, "async");
+    let load = steady(data, scenario);
+    let sync = Group::of(data, scenario, load, "sync");
+    let asy = Group::of(data, scenario, load, "async");
     let mut names: Vec<String> = sync
         .runs
         .iter()
@@ -274,7 +278,15 @@ fn resource_rows(data: &Data, scenario: &str) -> Vec<Vec<String>> {
         .map(|name| {
             let cpu =
                 |g: &Group<'_>| spread(g.spread(|r| r.cpu_per_1000(&name)), |v| format!("{v:.3}"));
+            // Memory per service; PostgreSQL's and RabbitMQ's processes share
+            // memory, so a sum over them would say nothing.
+            // The driver is one process for the whole report: its peak is
+            // not a run's.
+            let server = matches!(name.as_str(), "postgresql" | "rabbitmq" | "lab-load");
             let rss = |g: &Group<'_>| {
+                if server {
+                    return "–".to_owned();
+                }
                 spread(
                     g.spread(|r| {
                         r.resources
@@ -596,9 +608,12 @@ fn document(dir: &Path, data: &Data, against: Option<&Data>) -> anyhow::Result<V
                 });
             }
         }
-        doc.push(Block::H(3, "CPU and memory (closed loop)".into()));
+        doc.push(Block::H(
+            3,
+            format!("CPU and memory ({})", steady(data, &scenario).title()),
+        ));
         doc.push(Block::P(
-            "CPU seconds per 1,000 operations (finished async operations, or answers as expected), from /proc, from the stack being ready to the end of the reconciliation; peak resident memory of each process group.".into(),
+            "CPU seconds per 1,000 operations (finished async operations, or answers as expected), from /proc, from the stack being ready to the end of the reconciliation; peak resident memory (VmHWM) of each service (PostgreSQL's and RabbitMQ's processes share memory, and the driver's peak spans the whole report: not shown). At the steady load, where both modes finish what they accept.".into(),
         ));
         doc.push(Block::Table {
             head: [
