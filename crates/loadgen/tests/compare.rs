@@ -240,6 +240,18 @@ fn a_quick_comparison_writes_a_report_that_shows_what_was_measured() {
         String::from_utf8_lossy(&again.stdout).contains("0 figure(s) beyond the run-to-run spread")
     );
     assert!(read(&dir.join("report.md")).contains("+0.0 %"));
+    let against = read(&dir.join("1-register-against.svg"));
+    for label in [
+        "sync answered, before",
+        "sync answered, now",
+        "async answered, before",
+        "async answered, now",
+    ] {
+        assert!(
+            against.contains(&format!(">\n{label}\n<")),
+            "the before/now plot names {label}"
+        );
+    }
 
     // The README's section, from this data.
     let readme = dir.join("README.md");

@@ -411,6 +411,26 @@ fn load_title(data: &Data, scenario: &str, load: LoadKind) -> String {
     }
 }
 
+/// Answered latency by percentile in both reports' closed loops, both modes:
+/// the earlier report's lines thin, this one's thick.
+fn against_series(before: &Data, now: &Data, scenario: &str) -> Vec<Series> {
+    let mut series = Vec::new();
+    for (mode, color) in [("sync", SYNC), ("async", ASYNC)] {
+        for (when, data, width) in [("before", before, 1), ("now", now, 3)] {
+            let group = Group::of(data, scenario, LoadKind::Closed, mode);
+            if !group.is_empty() {
+                series.push(Series {
+                    label: format!("{mode} answered, {when}"),
+                    color,
+                    width,
+                    points: group.answered().by_percentile(),
+                });
+            }
+        }
+    }
+    series
+}
+
 /// The differences from an earlier report, with those beyond the spread flagged.
 pub fn differences(before: &Data, now: &Data) -> Vec<Vec<String>> {
     type Metric = (&'static str, fn(&RunData) -> Option<f64>, fn(f64) -> String);
@@ -518,6 +538,22 @@ fn document(dir: &Path, data: &Data, against: Option<&Data>) -> anyhow::Result<V
             .to_vec(),
             rows: differences(before, data),
         });
+        for (number, scenario) in scenarios(data) {
+            let series = against_series(before, data, &scenario);
+            if series.len() < 2 {
+                continue;
+            }
+            let file = format!("{number}-{scenario}-against.svg");
+            plots::by_percentile(
+                &dir.join(&file),
+                &format!("{number} {scenario}, closed loop: before and now"),
+                &series,
+            )?;
+            doc.push(Block::Plot {
+                file,
+                alt: format!("{scenario} latency by percentile, before and now"),
+            });
+        }
     }
     for (number, scenario) in scenarios(data) {
         doc.push(Block::H(2, format!("{number} {scenario}")));
@@ -818,4 +854,48 @@ pub fn summary_text(data: &Data, against: Option<&Data>) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(load: LoadKind) -> RunData {
+        let mut run: RunData =
+            serde_json::from_str(include_str!("testdata/run.json")).expect("a run");
+        run.load = load;
+        run
+    }
+
+    #[test]
+    fn an_open_loop_shows_the_latency_from_when_due_beside_the_latency_from_the_send() {
+        let mut open = run(LoadKind::OpenBelow);
+        // A stall: every request waited 400 ms for its turn before it left.
+        let mut due = crate::stats::histogram();
+        let mut sent = crate::stats::histogram();
+        for i in 1..=100u64 {
+            due.record(400_000 + i * 1000).expect("in range");
+            sent.record(i * 1000).expect("in range");
+        }
+        open.answered = Dist::of(&due);
+        open.answered_raw = Dist::of(&sent);
+        let group = Group { runs: vec![&open] };
+        let rows = latency_rows(&group, "sync", true);
+        assert_eq!(rows[0][0], "sync answered (from when due)");
+        assert_eq!(rows[0][1], "450.0 ms", "p50 with the wait");
+        assert_eq!(rows[1][0], "sync answered (from actual send)");
+        assert_eq!(rows[1][1], "50.0 ms", "p50 without it");
+        let closed = run(LoadKind::Closed);
+        let rows = latency_rows(
+            &Group {
+                runs: vec![&closed],
+            },
+            "sync",
+            false,
+        );
+        assert!(
+            rows.iter().all(|r| !r[0].contains("actual send")),
+            "closed: one view"
+        );
+    }
 }
