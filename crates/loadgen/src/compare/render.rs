@@ -36,7 +36,7 @@ pub fn ms(ms: f64) -> String {
     human(Duration::from_secs_f64(ms.max(0.0) / 1000.0))
 }
 
-fn per_s(v: f64) -> String {
+pub fn per_s(v: f64) -> String {
     if v >= 100.0 {
         format!("{v:.0}/s")
     } else {
@@ -87,7 +87,7 @@ fn loads(data: &Data, scenario: &str) -> Vec<LoadKind> {
 /// The load whose latencies the headline quotes: the open loop below the
 /// async consumers' capacity when it ran (both modes get the same requests at
 /// a pace both can keep up with), else the closed loop.
-fn steady(data: &Data, scenario: &str) -> LoadKind {
+pub fn steady(data: &Data, scenario: &str) -> LoadKind {
     if loads(data, scenario).contains(&LoadKind::OpenBelow) {
         LoadKind::OpenBelow
     } else {
