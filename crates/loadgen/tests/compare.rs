@@ -21,18 +21,6 @@ fn lab_load() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lab-load"))
 }
 
-/// The number of points of each line drawn in `color` in an SVG.
-fn lines(svg: &str, color: &str) -> Vec<usize> {
-    svg.split("<polyline")
-        .skip(1)
-        .filter(|l| l.contains(&format!("stroke=\"{color}\"")))
-        .filter_map(|l| {
-            let points = l.split("points=\"").nth(1)?.split('"').next()?;
-            Some(points.split_whitespace().count())
-        })
-        .collect()
-}
-
 /// The service that answers a scenario's requests.
 fn service(scenario: &str) -> &'static str {
     loadgen::scenario::Scenario::parse(scenario).expect("a scenario")[0].service()
@@ -85,7 +73,9 @@ fn check_plots(dir: &Path, data: &Data) {
             // point per second of a 2 s window).
             for color in ["#D66000", "#1F66C4"] {
                 assert!(
-                    lines(&svg, color).iter().any(|n| *n >= 2),
+                    loadgen::compare::plots::line_points(&svg, color)
+                        .iter()
+                        .any(|n| *n >= 2),
                     "{file}: a line in {color}"
                 );
             }

@@ -43,17 +43,8 @@ pub fn by_percentile(path: &Path, title: &str, series: &[Series]) -> anyhow::Res
     let values = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
     let (lo, hi) = bounds(values);
     let (lo, hi) = ((lo * 0.8).max(0.01), hi * 1.25);
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE)?;
-        let (area, side) = root.split_horizontally(PLOT_WIDTH);
-        let mut chart = ChartBuilder::on(&area)
-            .caption(title, ("sans-serif", 21))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0f64..4f64, (lo..hi).log_scale())?;
+    chart_svg(path, series, |area| {
+        let mut chart = frame(area, title).build_cartesian_2d(0f64..4f64, (lo..hi).log_scale())?;
         chart
             .configure_mesh()
             .x_labels(5)
@@ -65,33 +56,21 @@ pub fn by_percentile(path: &Path, title: &str, series: &[Series]) -> anyhow::Res
             .y_desc("latency (log scale)")
             .draw()?;
         for s in series {
-            let style = s.color.stroke_width(s.width);
             chart.draw_series(LineSeries::new(
                 s.points.iter().map(|(q, ms)| (nines(*q), *ms)),
-                style,
+                s.color.stroke_width(s.width),
             ))?;
         }
-        legend(&side, series)?;
-        root.present()?;
-    }
-    std::fs::write(path, svg)?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// A quantity over time (s), one line per series.
 pub fn over_time(path: &Path, title: &str, y_desc: &str, series: &[Series]) -> anyhow::Result<()> {
     let (_, x_hi) = bounds(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
     let (_, y_hi) = bounds(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE)?;
-        let (area, side) = root.split_horizontally(PLOT_WIDTH);
-        let mut chart = ChartBuilder::on(&area)
-            .caption(title, ("sans-serif", 21))
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(64)
+    chart_svg(path, series, |area| {
+        let mut chart = frame(area, title)
             .build_cartesian_2d(0f64..x_hi.max(1.0), 0f64..(y_hi * 1.15).max(1.0))?;
         chart
             .configure_mesh()
@@ -102,9 +81,41 @@ pub fn over_time(path: &Path, title: &str, y_desc: &str, series: &[Series]) -> a
             .y_label_formatter(&|y| format_count(*y))
             .draw()?;
         for s in series {
-            let style = s.color.stroke_width(s.width);
-            chart.draw_series(LineSeries::new(s.points.iter().copied(), style))?;
+            chart.draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                s.color.stroke_width(s.width),
+            ))?;
         }
+        Ok(())
+    })
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+/// The chart's caption and margins, the same on every plot.
+fn frame<'a, 'b>(area: &'a Area<'b>, title: &str) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(area);
+    builder
+        .caption(title, ("sans-serif", 21))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(64);
+    builder
+}
+
+/// An SVG file of [`SIZE`]: the plot `draw` makes on the left, the series'
+/// legend on the right.
+fn chart_svg(
+    path: &Path,
+    series: &[Series],
+    draw: impl FnOnce(&Area<'_>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (area, side) = root.split_horizontally(PLOT_WIDTH);
+        draw(&area)?;
         legend(&side, series)?;
         root.present()?;
     }
@@ -159,6 +170,19 @@ fn format_count(v: f64) -> String {
     }
 }
 
+/// The number of points of each line an SVG of these plots draws in `color`
+/// (`#D66000`): how the tests see that a plot holds a mode's series.
+pub fn line_points(svg: &str, color: &str) -> Vec<usize> {
+    svg.split("<polyline")
+        .skip(1)
+        .filter(|l| l.contains(&format!("stroke=\"{color}\"")))
+        .filter_map(|l| {
+            let points = l.split("points=\"").nth(1)?.split('"').next()?;
+            Some(points.split_whitespace().count())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,18 +201,6 @@ mod tests {
         assert!((nines(0.9) - 1.0).abs() < 1e-9);
         assert!((nines(0.999) - 3.0).abs() < 1e-9);
         assert_eq!(percentile_label(2.0), "99%");
-    }
-
-    /// The number of points of each line drawn in `color`.
-    pub fn lines(svg: &str, color: &str) -> Vec<usize> {
-        svg.split("<polyline")
-            .skip(1)
-            .filter(|l| l.contains(&format!("stroke=\"{color}\"")))
-            .filter_map(|l| {
-                let points = l.split("points=\"").nth(1)?.split('"').next()?;
-                Some(points.split_whitespace().count())
-            })
-            .collect()
     }
 
     #[test]
@@ -218,7 +230,7 @@ mod tests {
         assert!(svg.contains(">\nsync answered\n<") && svg.contains(">\nasync answered\n<"));
         for color in ["#D66000", "#1F66C4"] {
             assert!(
-                lines(&svg, color).contains(&20),
+                line_points(&svg, color).contains(&20),
                 "a line of 20 points in {color}"
             );
         }

@@ -773,7 +773,7 @@ fn escape(s: &str) -> String {
 
 fn html(dir: &Path, doc: &[Block]) -> anyhow::Result<String> {
     let mut h = String::from(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>Sync vs async: the comparison report</title>\n<style>\nbody{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\ntable{border-collapse:collapse;margin:.5em 0 1.2em;font-size:13px}\ntd,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\ntd:first-child,th:first-child{text-align:left}\nth{background:#f3f3f3}\nfigure{margin:.5em 0 1.5em}\nsvg{max-width:100%;height:auto}\nh2{border-bottom:1px solid #ddd;margin-top:2em}\n</style></head><body>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>Sync vs async: the comparison report</title>\n<style>\nbody{font:15px/1.5 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\ntable{border-collapse:collapse;margin:.5em 0 1.2em;font-size:13px;display:block;overflow-x:auto;max-width:100%}\ntd,th{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}\ntd:first-child,th:first-child{text-align:left}\nth{background:#f3f3f3}\nfigure{margin:.5em 0 1.5em}\nsvg{max-width:100%;height:auto}\nh2{border-bottom:1px solid #ddd;margin-top:2em}\n</style></head><body>\n",
     );
     for block in doc {
         match block {
