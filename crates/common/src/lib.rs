@@ -13,6 +13,7 @@ pub mod detach;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod inbound;
 pub mod messages;
 pub mod metrics;
 pub mod outbound;

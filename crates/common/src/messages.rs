@@ -86,12 +86,23 @@ pub struct Reservation {
     pub released_quantity: i32,
 }
 
+/// Why inventory held no stock for an order. Travels as the `refusal` field of
+/// inventory's 404/409 body (sync) and inside [`StockRefused`] (async).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    UnknownProduct,
+    NotEnoughStock,
+    /// The order's reservation was already released (a late reservation).
+    OrderClosed,
+}
+
 /// inventory → order: no stock was held for the order, and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StockRefused {
     pub order_id: i64,
     pub product_id: i64,
-    pub unknown_product: bool,
+    pub kind: RefusalKind,
     pub reason: String,
 }
 

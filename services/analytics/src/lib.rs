@@ -10,6 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
+use common::inbound::Interaction;
 use common::messages::ProductChanged;
 use common::{Ctx, JsonBody, QueryParams, Result, ServiceDef};
 use garde::Validate;
@@ -93,18 +94,21 @@ async fn log_update_handler(
     State(ctx): State<Ctx>,
     JsonBody(change): JsonBody<ProductChanged>,
 ) -> Result<axum::Json<ProductUpdate>> {
-    Ok(axum::Json(log_update(&ctx, &change).await?))
+    Ok(axum::Json(LOG_UPDATE.answer(&ctx, change).await?))
 }
 
-/// Logs a product update; the simulated cost (`ANALYTICS_DELAY_MS`) runs meanwhile.
-pub async fn log_update(ctx: &Ctx, change: &ProductChanged) -> Result<ProductUpdate> {
-    ctx.with_latency(ctx.settings.delays.analytics, store_update(&ctx.db, change))
-        .await
-}
+/// Logs a product update after the simulated cost (`ANALYTICS_DELAY_MS`): the
+/// `/product_updates` route (sync) and the `analytics.product-changed`
+/// consumer (async).
+pub static LOG_UPDATE: Interaction<ProductChanged, ProductUpdate> = Interaction {
+    delay: |settings| settings.delays.analytics,
+    effect: |conn, change| Box::pin(async move { store_update(conn, &change).await }),
+    reply: None,
+    completes: Some("product_update"),
+};
 
-/// The record of [`log_update`] without its simulated cost; async mode's consumer
-/// runs it in the transaction that also claims the message.
-pub async fn store_update<'e>(
+/// The record of [`LOG_UPDATE`].
+async fn store_update<'e>(
     db: impl sqlx::PgExecutor<'e>,
     change: &ProductChanged,
 ) -> Result<ProductUpdate> {

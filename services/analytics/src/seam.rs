@@ -48,7 +48,9 @@ pub const CONSUMERS: &[Consumer] = &[
     Consumer {
         queue: "analytics.product-changed",
         prefetch: common::events::prefetch,
-        handle: common::events::Handle::One(|ctx, msg| Box::pin(product_changed(ctx, msg))),
+        handle: common::events::Handle::One(|ctx, msg| {
+            Box::pin(common::inbound::consume(ctx, msg, &crate::LOG_UPDATE))
+        }),
     },
 ];
 
@@ -174,18 +176,4 @@ mod batching {
         }
         Ok(())
     }
-}
-/// Async: this service's own queue of `product.changed` events; the record
-/// and the inbox claim commit together, after the simulated cost.
-#[cfg(feature = "async")]
-async fn product_changed(ctx: common::Ctx, msg: common::events::Incoming) -> common::Result<()> {
-    let change: common::messages::ProductChanged = msg.payload()?;
-    let delay = ctx.settings.delays.analytics;
-    let record = common::events::once(&ctx, &msg, delay, move |conn| {
-        Box::pin(async move { crate::store_update(conn, &change).await.map(drop) })
-    });
-    if record.await?.is_some() {
-        common::events::completed(&ctx, "product_update", msg.accepted_at);
-    }
-    Ok(())
 }

@@ -7,6 +7,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
+use common::inbound::Interaction;
 use common::messages::ProductChanged;
 use common::{Ctx, Error, JsonBody, PathParam, QueryParams, Result, ServiceDef};
 use serde::{Deserialize, Serialize};
@@ -47,18 +48,21 @@ async fn invalidate_handler(
     State(ctx): State<Ctx>,
     JsonBody(change): JsonBody<ProductChanged>,
 ) -> Result<axum::Json<Invalidation>> {
-    Ok(axum::Json(invalidate(&ctx, &change).await?))
+    Ok(axum::Json(INVALIDATE.answer(&ctx, change).await?))
 }
 
-/// Drops the product's entry and logs it; the simulated cost (`CACHE_DELAY_MS`) runs meanwhile.
-pub async fn invalidate(ctx: &Ctx, change: &ProductChanged) -> Result<Invalidation> {
-    ctx.with_latency(ctx.settings.delays.cache, drop_entry(&ctx.db, change))
-        .await
-}
+/// Drops the product's entry and logs it after the simulated cost
+/// (`CACHE_DELAY_MS`): the `/invalidate` route (sync) and the
+/// `cache.product-changed` consumer (async).
+pub static INVALIDATE: Interaction<ProductChanged, Invalidation> = Interaction {
+    delay: |settings| settings.delays.cache,
+    effect: |conn, change| Box::pin(async move { drop_entry(conn, &change).await }),
+    reply: None,
+    completes: Some("product_update"),
+};
 
-/// The record of [`invalidate`] without its simulated cost; async mode's consumer
-/// runs it in the transaction that also claims the message.
-pub async fn drop_entry<'e>(
+/// The record of [`INVALIDATE`].
+async fn drop_entry<'e>(
     db: impl sqlx::PgExecutor<'e>,
     change: &ProductChanged,
 ) -> Result<Invalidation> {

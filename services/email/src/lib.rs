@@ -7,6 +7,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
+use common::inbound::Interaction;
 use common::messages::{EmailSent, SendEmail};
 use common::{Ctx, JsonBody, QueryParams, Result, ServiceDef};
 use garde::Validate;
@@ -48,20 +49,21 @@ async fn send_handler(
         subject: req.subject,
         user_id: req.user_id,
     };
-    Ok(axum::Json(send(&ctx, email).await?))
+    Ok(axum::Json(SEND.answer(&ctx, email).await?))
 }
 
 /// Sends one email through the simulated SMTP server (`EMAIL_DELAY_MS`) and
-/// records it meanwhile; done when both are. The inbound side of either mode
-/// (an HTTP call, a queue message) ends here.
-pub async fn send(ctx: &Ctx, email: SendEmail) -> Result<EmailSent> {
-    ctx.with_latency(ctx.settings.delays.email, record(&ctx.db, email))
-        .await
-}
+/// records it: the `/send` route (sync, the answer is the reply) and the
+/// `email.send` consumer (async, the reply is an `email.sent` event).
+pub static SEND: Interaction<SendEmail, EmailSent> = Interaction {
+    delay: |settings| settings.delays.email,
+    effect: |conn, email| Box::pin(record(conn, email)),
+    reply: Some("email.sent"),
+    completes: None,
+};
 
-/// The record of [`send`] without its simulated cost; async mode's consumer
-/// runs it in the transaction that also claims the message.
-pub async fn record<'e>(db: impl sqlx::PgExecutor<'e>, email: SendEmail) -> Result<EmailSent> {
+/// The record of [`SEND`].
+async fn record<'e>(db: impl sqlx::PgExecutor<'e>, email: SendEmail) -> Result<EmailSent> {
     let (id, sent_at): (i64, DateTime<Utc>) = sqlx::query_as(
         "INSERT INTO emails (recipient, subject, user_id) VALUES ($1, $2, $3) RETURNING id, sent_at",
     )

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use common::messages::{Reservation, Reserve};
+use common::messages::{RefusalKind, Reservation, Reserve};
 use common::{Ctx, Error, JsonBody, PathParam, Result, ServiceDef};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
@@ -56,7 +56,8 @@ impl Row {
     }
 }
 
-/// Why a reservation was refused.
+/// Why a reservation was refused: the kind travels to the order saga in both
+/// modes, the numbers only in the message.
 #[derive(Debug, PartialEq)]
 pub enum Refusal {
     UnknownProduct,
@@ -64,19 +65,46 @@ pub enum Refusal {
     OrderClosed { status: String },
 }
 
-impl From<Refusal> for Error {
-    fn from(r: Refusal) -> Self {
-        match r {
-            Refusal::UnknownProduct => Error::NotFound("product not found in inventory".into()),
+impl Refusal {
+    pub fn kind(&self) -> RefusalKind {
+        match self {
+            Refusal::UnknownProduct => RefusalKind::UnknownProduct,
+            Refusal::NotEnoughStock { .. } => RefusalKind::NotEnoughStock,
+            Refusal::OrderClosed { .. } => RefusalKind::OrderClosed,
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::UnknownProduct => write!(f, "product not found in inventory"),
             Refusal::NotEnoughStock { available } => {
-                Error::Conflict(format!("not enough stock: {available} available"))
+                write!(f, "not enough stock: {available} available")
             }
             Refusal::OrderClosed { status } => {
-                Error::Conflict(format!("the order's reservation is already {status}"))
+                write!(f, "the order's reservation is already {status}")
             }
         }
     }
 }
+
+/// 404 for an unknown product, 409 otherwise; `refusal` names the kind.
+impl From<Refusal> for Error {
+    fn from(r: Refusal) -> Self {
+        let status = match r {
+            Refusal::UnknownProduct => StatusCode::NOT_FOUND,
+            _ => StatusCode::CONFLICT,
+        };
+        Error::Body {
+            status,
+            body: serde_json::json!({ "detail": r.to_string(), "refusal": r.kind() }),
+        }
+    }
+}
+
+/// A reservation made (or found, `false`), or refused and why.
+pub type Reserved = std::result::Result<(Reservation, bool), Refusal>;
 
 #[derive(Debug, Deserialize, Validate)]
 struct ReserveRequest {
@@ -98,7 +126,7 @@ async fn reserve_handler(
         product_id: req.product_id,
         quantity: req.quantity,
     };
-    let (reservation, created) = reserve(&mut *ctx.db.acquire().await?, &request).await?;
+    let (reservation, created) = reserve(&mut *ctx.db.acquire().await?, &request).await??;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -110,7 +138,7 @@ async fn reserve_handler(
 /// Holds `quantity` units for the order. Asking again for the same order
 /// returns the existing reservation (`false`) instead of holding more.
 /// Runs in a savepoint when `conn` is already in a transaction (a consumer's).
-pub async fn reserve(conn: &mut PgConnection, req: &Reserve) -> Result<(Reservation, bool)> {
+pub async fn reserve(conn: &mut PgConnection, req: &Reserve) -> Result<Reserved> {
     let mut tx = conn.begin().await?;
     // Serialises concurrent requests for the same order on its row, or on the insert below.
     let claimed = sqlx::query(
@@ -125,7 +153,7 @@ pub async fn reserve(conn: &mut PgConnection, req: &Reserve) -> Result<(Reservat
     let claimed = match claimed {
         Ok(done) => done.rows_affected() == 1,
         Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
-            return Err(Refusal::UnknownProduct.into());
+            return Ok(Err(Refusal::UnknownProduct));
         }
         Err(e) => return Err(e.into()),
     };
@@ -138,15 +166,14 @@ pub async fn reserve(conn: &mut PgConnection, req: &Reserve) -> Result<(Reservat
                 if existing.product_id == Some(req.product_id)
                     && existing.quantity == req.quantity =>
             {
-                Ok((existing.view(0), false))
+                Ok(Ok((existing.view(0), false)))
             }
             "reserved" | "committed" => Err(Error::Conflict(
                 "the order already holds a different reservation".into(),
             )),
-            status => Err(Refusal::OrderClosed {
+            status => Ok(Err(Refusal::OrderClosed {
                 status: status.to_owned(),
-            }
-            .into()),
+            })),
         };
     }
     let taken = sqlx::query(
@@ -163,7 +190,7 @@ pub async fn reserve(conn: &mut PgConnection, req: &Reserve) -> Result<(Reservat
                 .bind(req.product_id)
                 .fetch_one(&mut *tx)
                 .await?;
-        return Err(Refusal::NotEnoughStock { available }.into());
+        return Ok(Err(Refusal::NotEnoughStock { available }));
     }
     tx.commit().await?;
     tracing::info!(
@@ -172,7 +199,7 @@ pub async fn reserve(conn: &mut PgConnection, req: &Reserve) -> Result<(Reservat
         quantity = req.quantity,
         "stock reserved"
     );
-    Ok((
+    Ok(Ok((
         Reservation {
             order_id: req.order_id,
             product_id: Some(req.product_id),
@@ -181,7 +208,7 @@ pub async fn reserve(conn: &mut PgConnection, req: &Reserve) -> Result<(Reservat
             released_quantity: 0,
         },
         true,
-    ))
+    )))
 }
 
 async fn fetch(conn: &mut PgConnection, order_id: i64) -> Result<Option<Row>> {

@@ -18,7 +18,7 @@ pub const CONSUMERS: &[Consumer] = &[Consumer {
 mod consume {
     use common::events::{Incoming, enqueue};
     use common::messages::{OrderRef, Reserve, StockRefused};
-    use common::{Ctx, Error, Result};
+    use common::{Ctx, Result};
 
     /// One transaction: the inbox claim, the stock change and the answer to order.
     pub async fn reservation(ctx: Ctx, msg: Incoming) -> Result<()> {
@@ -29,20 +29,19 @@ mod consume {
         match msg.kind.as_str() {
             "stock.reserve" => {
                 let req: Reserve = msg.payload()?;
-                match crate::reserve(&mut tx, &req).await {
+                match crate::reserve(&mut tx, &req).await? {
                     Ok((reservation, _)) => {
                         enqueue(&mut tx, "stock.reserved", &reservation, msg.accepted_at).await?;
                     }
-                    Err(e @ (Error::NotFound(_) | Error::Conflict(_))) => {
+                    Err(refusal) => {
                         let refused = StockRefused {
                             order_id: req.order_id,
                             product_id: req.product_id,
-                            unknown_product: matches!(e, Error::NotFound(_)),
-                            reason: e.to_string(),
+                            kind: refusal.kind(),
+                            reason: refusal.to_string(),
                         };
                         enqueue(&mut tx, "stock.refused", &refused, msg.accepted_at).await?;
                     }
-                    Err(e) => return Err(e),
                 }
             }
             "stock.release" => {

@@ -1,6 +1,8 @@
-//! Async mode's saga: choreography by events. Each event the order hears of
-//! moves its saga one step, in one transaction with the inbox claim and the
-//! next command, so a step is taken once even when an event comes twice.
+//! Async mode's saga driver: choreography by events. Each message the order
+//! hears of becomes an [`Event`] of the state machine ([`crate::saga::next`]);
+//! its transition and the next command (as an outgoing event) commit in one
+//! transaction with the inbox claim, so a step is taken once even when a
+//! message comes twice.
 //!
 //! ```text
 //! order ─stock.reserve→ inventory ─stock.reserved→ order ─payment.requested→ payment
@@ -10,135 +12,108 @@
 //! ```
 
 use common::events::{Incoming, completed, enqueue};
-use common::messages::{OrderRef, PaymentRequest, PaymentResult, Reservation, StockRefused};
+use common::messages::{PaymentResult, Reservation, StockRefused};
 use common::{Ctx, Result};
 use sqlx::PgConnection;
 
-use crate::saga::{self, Order};
+use crate::saga::{self, Command, Event, Order, Status};
 
 pub async fn advance(ctx: Ctx, msg: Incoming) -> Result<()> {
     let mut tx = ctx.db.begin().await?;
     if !msg.claim(&mut tx).await? {
         return Ok(());
     }
-    let finished = match msg.kind.as_str() {
-        "stock.reserved" => reserved(&mut tx, &msg).await?,
-        "stock.refused" => refused(&mut tx, &msg).await?,
-        "payment.settled" => settled(&mut tx, &msg).await?,
-        "stock.committed" => {
-            let r: Reservation = msg.payload()?;
-            saga::step(&mut *tx, r.order_id, "reservation_committed", "ok", None).await?;
-            Some(saga::finish(&mut tx, r.order_id, "confirmed", None, None, None).await?)
-        }
-        "stock.released" => {
-            let r: Reservation = msg.payload()?;
-            let detail = format!("{} units returned", r.released_quantity);
-            saga::step(&mut *tx, r.order_id, "stock_released", "ok", Some(&detail)).await?;
-            Some(
-                saga::finish(
-                    &mut tx,
-                    r.order_id,
-                    "failed",
-                    Some("payment declined"),
-                    None,
-                    None,
-                )
-                .await?,
-            )
-        }
-        other => return Err(anyhow::anyhow!("the order saga cannot handle {other}").into()),
+    let Some((order_id, event)) = event(&msg)? else {
+        tx.commit().await?;
+        return Ok(());
     };
+    let order = saga::lock(&mut tx, order_id).await?;
+    let Some(t) = saga::next(&order, event) else {
+        tracing::warn!(order_id, kind = %msg.kind, status = order.status.as_str(),
+            "an event for an order that is not waiting for it: ignored");
+        tx.commit().await?;
+        return Ok(());
+    };
+    let order = saga::apply(&mut *tx, &order, &t).await?;
+    if let Some(command) = &t.command {
+        send(&mut tx, command, &order).await?;
+    }
     tx.commit().await?;
     ctx.bus.wake_relay();
-    if let Some(order) = finished {
+    if order.status != Status::Pending {
         completed(&ctx, "order", order.created_at);
     }
     Ok(())
 }
 
-async fn order(conn: &mut PgConnection, id: i64) -> Result<Order> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {} FROM orders WHERE id = $1 FOR UPDATE",
-        saga::COLUMNS
-    ))
-    .bind(id)
-    .fetch_one(conn)
-    .await?)
+/// The saga's start: the order's first command commits with it.
+pub async fn start(tx: &mut PgConnection, command: &Command, order: &Order) -> Result<()> {
+    send(tx, command, order).await
 }
 
-/// Stock held: ask for the payment.
-async fn reserved(tx: &mut PgConnection, msg: &Incoming) -> Result<Option<Order>> {
-    let r: Reservation = msg.payload()?;
-    let order = order(tx, r.order_id).await?;
-    let detail = format!("{} units", r.quantity);
-    saga::step(&mut *tx, order.id, "stock_reserved", "ok", Some(&detail)).await?;
-    let payment = PaymentRequest {
-        amount: order.amount(),
-        currency: "USD".into(),
-        order_id: Some(order.id),
-        force_decline: !order.approve_payment,
-        payment_id: None,
+/// A command as the event that carries it.
+async fn send(tx: &mut PgConnection, command: &Command, order: &Order) -> Result<()> {
+    let at = order.created_at;
+    match command {
+        Command::Reserve(r) => enqueue(tx, "stock.reserve", r, at).await?,
+        Command::Pay(p) => enqueue(tx, "payment.requested", p, at).await?,
+        Command::Commit(o) => enqueue(tx, "stock.commit", o, at).await?,
+        Command::Release(o) => enqueue(tx, "stock.release", o, at).await?,
     };
-    enqueue(tx, "payment.requested", &payment, order.created_at).await?;
-    Ok(None)
+    Ok(())
 }
 
-/// Inventory said no: nothing is held and no payment is asked for.
-async fn refused(tx: &mut PgConnection, msg: &Incoming) -> Result<Option<Order>> {
-    let r: StockRefused = msg.payload()?;
-    saga::step(
-        &mut *tx,
-        r.order_id,
-        "stock_reserved",
-        "refused",
-        Some(&r.reason),
-    )
-    .await?;
-    let reason = if r.unknown_product {
-        "unknown product"
-    } else {
-        "not enough stock"
-    };
-    Ok(Some(
-        saga::finish(tx, r.order_id, "failed", Some(reason), None, None).await?,
-    ))
-}
-
-/// The payment's verdict: commit the stock, or compensate by releasing it.
-async fn settled(tx: &mut PgConnection, msg: &Incoming) -> Result<Option<Order>> {
-    let paid: PaymentResult = msg.payload()?;
-    // The payment service sends only a saga's verdicts, with their order.
-    let Some(order_id) = paid.order_id else {
-        return Ok(None);
-    };
-    let order = order(tx, order_id).await?;
-    // Exactly one verdict per saga: the one it waits for. Anything else (a
-    // verdict for a finished order) must not move stock.
-    if order.status != "pending" || order.payment_id.is_some() {
-        tracing::warn!(order_id, payment_id = %paid.payment_id, status = %order.status,
-            "a payment verdict for an order that is not waiting for one: ignored");
-        return Ok(None);
-    }
-    sqlx::query("UPDATE orders SET payment_id = $2, updated_at = now() WHERE id = $1")
-        .bind(order.id)
-        .bind(paid.payment_id)
-        .execute(&mut *tx)
-        .await?;
-    let next = OrderRef { order_id };
-    if paid.status == "completed" {
-        let detail = paid.transaction_id.as_deref();
-        saga::step(&mut *tx, order_id, "payment", "approved", detail).await?;
-        enqueue(tx, "stock.commit", &next, order.created_at).await?;
-    } else {
-        saga::step(
-            &mut *tx,
-            order_id,
-            "payment",
-            "declined",
-            Some(&paid.status),
-        )
-        .await?;
-        enqueue(tx, "stock.release", &next, order.created_at).await?;
-    }
-    Ok(None)
+/// The saga event a message carries, with its order; `None` for a payment
+/// verdict that belongs to no saga (a client's own payment).
+fn event(msg: &Incoming) -> Result<Option<(i64, Event)>> {
+    Ok(Some(match msg.kind.as_str() {
+        "stock.reserved" => {
+            let r: Reservation = msg.payload()?;
+            (
+                r.order_id,
+                Event::Reserved {
+                    quantity: r.quantity,
+                },
+            )
+        }
+        "stock.refused" => {
+            let r: StockRefused = msg.payload()?;
+            (
+                r.order_id,
+                Event::Refused {
+                    kind: r.kind,
+                    detail: r.reason,
+                },
+            )
+        }
+        "payment.settled" => {
+            let paid: PaymentResult = msg.payload()?;
+            let Some(order_id) = paid.order_id else {
+                return Ok(None);
+            };
+            let event = if paid.status == "completed" {
+                Event::Approved {
+                    payment_id: paid.payment_id,
+                    transaction_id: paid.transaction_id,
+                }
+            } else {
+                Event::Declined {
+                    payment_id: Some(paid.payment_id),
+                    detail: paid.status,
+                }
+            };
+            (order_id, event)
+        }
+        "stock.committed" => (msg.payload::<Reservation>()?.order_id, Event::Committed),
+        "stock.released" => {
+            let r: Reservation = msg.payload()?;
+            (
+                r.order_id,
+                Event::Released {
+                    quantity: r.released_quantity,
+                },
+            )
+        }
+        other => return Err(anyhow::anyhow!("the order saga cannot handle {other}").into()),
+    }))
 }

@@ -11,7 +11,7 @@
 use common::messages::Reservation;
 use common::{Ctx, Result};
 
-use crate::saga;
+use crate::saga::{self, Followup, NewStep, Reason, Status, StepName, StepOutcome};
 
 pub async fn run(ctx: Ctx) {
     // Async mode owes nothing: each step of its saga is a durable event that
@@ -35,21 +35,22 @@ pub async fn run(ctx: Ctx) {
 async fn abandon_stale(ctx: &Ctx) -> Result<()> {
     let mut tx = ctx.db.begin().await?;
     let stale: Vec<i64> = sqlx::query_scalar(
-        "UPDATE orders SET status = 'failed', failure_reason = 'saga interrupted', followup = 'release', updated_at = now()
+        "UPDATE orders SET status = $2, failure_reason = $3, followup = $4, updated_at = now()
          WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1) RETURNING id",
     )
     .bind(ctx.settings.saga_stale_after.as_secs_f64())
+    .bind(Status::Failed.as_str())
+    .bind(Reason::Interrupted.as_str())
+    .bind(Followup::Release.as_str())
     .fetch_all(&mut *tx)
     .await?;
+    let failed = NewStep {
+        name: StepName::OrderFailed,
+        outcome: StepOutcome::Done,
+        detail: Some("saga interrupted; stock release owed".into()),
+    };
     for id in &stale {
-        saga::step(
-            &mut *tx,
-            *id,
-            "order_failed",
-            "done",
-            Some("saga interrupted; stock release owed"),
-        )
-        .await?;
+        saga::record(&mut *tx, *id, &failed).await?;
         tracing::warn!(
             order_id = id,
             "saga interrupted mid-way; failing it and releasing its stock"
@@ -67,10 +68,15 @@ async fn retry_owed(ctx: &Ctx) -> Result<()> {
     .fetch_all(&ctx.db)
     .await?;
     for (id, call) in owed {
-        let path = format!("/reservations/{id}/{call}");
+        let followup = if call == Followup::Commit.as_str() {
+            Followup::Commit
+        } else {
+            Followup::Release
+        };
+        let path = format!("/reservations/{id}/{}", followup.as_str());
         match ctx.call::<_, Reservation>("inventory", &path, ()).await? {
             Ok(_) => {
-                saga::followup_done(ctx, id, &call).await?;
+                saga::followup_done(ctx, id, followup).await?;
                 tracing::info!(order_id = id, call = %call, "owed inventory call made");
             }
             // Inventory is still down: try the rest next time.

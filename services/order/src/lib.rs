@@ -22,7 +22,9 @@ use garde::Validate;
 use serde::Deserialize;
 use serde_json::json;
 
-use saga::{COLUMNS, Order, UNIT_PRICE_CENTS};
+use anyhow::anyhow;
+use common::messages::RefusalKind;
+use saga::{COLUMNS, Event, Followup, Order, Reason, Status, StepName, UNIT_PRICE_CENTS};
 
 pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::ORDER,
@@ -53,27 +55,9 @@ struct CreateOrder {
     approve_payment: bool,
 }
 
-/// How a saga driven to its end within the request (sync mode) came out.
-#[derive(Debug)]
-pub enum Outcome {
-    Confirmed(Order),
-    /// Payment declined, stock released (or owed, if inventory was down).
-    Declined(Order),
-    /// Inventory refused: unknown product (404) or not enough stock (409). No payment was attempted.
-    Refused {
-        order: Order,
-        status: StatusCode,
-        message: String,
-    },
-    /// A service the saga needs was down or too slow.
-    Unavailable {
-        order: Order,
-        message: String,
-    },
-}
-
-/// Scenario 5. Sync: 400 with the compensation's details (designed decline),
-/// 201 when approved. Async: 202 with the pending order.
+/// Scenario 5. Sync: 201 when approved, else the failure's status (see
+/// [`failure_status`]) with the compensation's details. Async: 202 with the
+/// pending order.
 async fn create_order(
     State(ctx): State<Ctx>,
     JsonBody(req): JsonBody<CreateOrder>,
@@ -90,9 +74,14 @@ async fn create_order(
     .bind(req.approve_payment)
     .fetch_one(&mut *tx)
     .await?;
-    saga::step(&mut *tx, order.id, "order_created", "ok", None).await?;
+    let created =
+        saga::next(&order, Event::Created).ok_or_else(|| anyhow!("a new order is pending"))?;
+    let order = saga::apply(&mut *tx, &order, &created).await?;
+    let first = created
+        .command
+        .ok_or_else(|| anyhow!("a saga starts with a command"))?;
     tracing::info!(order_id = order.id, "order created");
-    let outcome = match seam::start_saga(&ctx, tx, &order).await? {
+    let (order, cause) = match seam::start_saga(&ctx, tx, order.clone(), first).await? {
         Delivery::Accepted => {
             return Ok((
                 StatusCode::ACCEPTED,
@@ -100,28 +89,36 @@ async fn create_order(
             )
                 .into_response());
         }
-        Delivery::Done(outcome) => outcome,
+        Delivery::Done(done) => done,
     };
-    match outcome {
-        Outcome::Confirmed(order) => Ok((
-            StatusCode::CREATED,
-            axum::Json(saga::view(&ctx, &order).await?),
-        )
-            .into_response()),
-        Outcome::Declined(order) => Err(failure(
-            &ctx,
-            StatusCode::BAD_REQUEST,
-            &order,
-            "Order failed: payment declined",
-        )
-        .await?),
-        Outcome::Refused {
-            order,
-            status,
-            message,
-        } => Err(failure(&ctx, status, &order, &message).await?),
-        Outcome::Unavailable { order, message } => {
-            Err(failure(&ctx, StatusCode::SERVICE_UNAVAILABLE, &order, &message).await?)
+    let reason = match (order.status, order.reason()) {
+        (Status::Confirmed, _) => {
+            let body = saga::view(&ctx, &order).await?;
+            return Ok((StatusCode::CREATED, axum::Json(body)).into_response());
+        }
+        (Status::Failed, Some(reason)) => reason,
+        (status, _) => {
+            return Err(anyhow!("order {} ended {status:?} without a reason", order.id).into());
+        }
+    };
+    let message = match (reason, cause) {
+        (Reason::Refused(RefusalKind::UnknownProduct), _) => {
+            format!("product {} not found", order.product_id)
+        }
+        (Reason::PaymentDeclined, _) | (_, None) => format!("Order failed: {reason}"),
+        (_, Some(cause)) => format!("Order failed: {cause}"),
+    };
+    Err(failure(&ctx, failure_status(reason), &order, &message).await?)
+}
+
+/// The contract's status for a saga that failed within the request.
+fn failure_status(reason: Reason) -> StatusCode {
+    match reason {
+        Reason::Refused(RefusalKind::UnknownProduct) => StatusCode::NOT_FOUND,
+        Reason::Refused(_) => StatusCode::CONFLICT,
+        Reason::PaymentDeclined => StatusCode::BAD_REQUEST,
+        Reason::PaymentUnavailable | Reason::InventoryUnavailable | Reason::Interrupted => {
+            StatusCode::SERVICE_UNAVAILABLE
         }
     }
 }
@@ -133,7 +130,7 @@ async fn failure(ctx: &Ctx, status: StatusCode, order: &Order, message: &str) ->
     let released = view["steps"].as_array().is_some_and(|steps| {
         steps
             .iter()
-            .any(|s| s["step"] == "stock_released" && s["outcome"] == "ok")
+            .any(|s| s["step"] == StepName::StockReleased.as_str() && s["outcome"] == "ok")
     });
     Ok(Error::Body {
         status,
@@ -143,7 +140,7 @@ async fn failure(ctx: &Ctx, status: StatusCode, order: &Order, message: &str) ->
             "product_id": order.product_id,
             "reason": order.failure_reason,
             "compensation_executed": released,
-            "compensation_pending": order.followup.as_deref() == Some("release"),
+            "compensation_pending": order.followup.as_deref() == Some(Followup::Release.as_str()),
             "status": order.status,
             "steps": view["steps"],
             "status_url": view["status_url"],

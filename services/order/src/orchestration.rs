@@ -1,187 +1,109 @@
-//! Sync mode's saga: orchestration. The request itself calls inventory and
-//! payment one after another, blocking a worker thread on each call, and runs
-//! the compensation by hand when the payment fails.
+//! Sync mode's saga driver: orchestration. The request itself carries out
+//! each command of the state machine ([`crate::saga::next`]) as a blocking
+//! call to inventory or payment and turns the answer into the next event,
+//! until the saga ends.
 
-use common::messages::{PaymentRequest, PaymentResult, Reservation, Reserve};
+use common::messages::{PaymentResult, RefusalKind, Reservation};
 use common::outbound::CallError;
 use common::{Ctx, Result};
-use uuid::Uuid;
 
-use crate::Outcome;
-use crate::saga::{self, Order};
+use crate::saga::{self, Command, Event, Order};
 
-pub async fn run(ctx: &Ctx, order: &Order) -> Result<Outcome> {
-    let id = order.id;
-    let reserve = Reserve {
-        order_id: id,
-        product_id: order.product_id,
-        quantity: order.quantity,
-    };
-    match ctx
-        .call::<_, Reservation>("inventory", "/reservations", reserve)
-        .await?
-    {
-        Ok(r) => {
-            saga::step(
-                &ctx.db,
-                id,
-                "stock_reserved",
-                "ok",
-                Some(&format!("{} units", r.quantity)),
-            )
-            .await?
+/// Runs the saga from `command` to its end. Returns the final order and, if
+/// it failed, what made it fail (the answer that set its reason).
+pub async fn run(ctx: &Ctx, mut order: Order, first: Command) -> Result<(Order, Option<String>)> {
+    let mut command = Some(first);
+    let mut cause = None;
+    while let Some(c) = command.take() {
+        let event = call(ctx, c).await?;
+        let Some(t) = saga::next(&order, event) else {
+            break;
+        };
+        if t.reason.is_some() && cause.is_none() {
+            cause = t.steps[0].detail.clone();
         }
-        Err(e) if matches!(e.status(), Some(404 | 409)) => return refused(ctx, order, &e).await,
-        Err(e) => {
-            saga::step(
-                &ctx.db,
-                id,
-                "stock_reserved",
-                "failed",
-                Some(&e.to_string()),
-            )
-            .await?;
-            // The reservation may have happened before the call failed: release to be sure.
-            let order = compensate(ctx, order, "inventory service unavailable", None).await?;
-            return Ok(Outcome::Unavailable {
-                order,
-                message: format!("Order failed: {e}"),
-            });
-        }
+        order = saga::apply(&ctx.db, &order, &t).await?;
+        command = t.command;
     }
-
-    let payment = PaymentRequest {
-        amount: order.amount(),
-        currency: "USD".into(),
-        order_id: Some(id),
-        force_decline: !order.approve_payment,
-        payment_id: None,
-    };
-    match ctx
-        .call::<_, PaymentResult>("payment", "/process_payment", payment)
-        .await?
-    {
-        Ok(paid) => {
-            let detail = paid.transaction_id.as_deref().unwrap_or_default();
-            saga::step(&ctx.db, id, "payment", "approved", Some(detail)).await?;
-            let followup = match ctx
-                .call::<_, Reservation>("inventory", &format!("/reservations/{id}/commit"), ())
-                .await?
-            {
-                Ok(_) => {
-                    saga::step(&ctx.db, id, "reservation_committed", "ok", None).await?;
-                    None
-                }
-                Err(e) => {
-                    saga::step(
-                        &ctx.db,
-                        id,
-                        "reservation_committed",
-                        "failed",
-                        Some(&e.to_string()),
-                    )
-                    .await?;
-                    Some("commit")
-                }
-            };
-            let order = saga::finish(
-                &mut *ctx.db.acquire().await?,
-                id,
-                "confirmed",
-                None,
-                Some(paid.payment_id),
-                followup,
-            )
-            .await?;
-            Ok(Outcome::Confirmed(order))
-        }
-        Err(e) if e.status() == Some(402) => {
-            saga::step(&ctx.db, id, "payment", "declined", e.detail()).await?;
-            let order = compensate(ctx, order, "payment declined", declined_payment_id(&e)).await?;
-            Ok(Outcome::Declined(order))
-        }
-        Err(e) => {
-            saga::step(&ctx.db, id, "payment", "failed", Some(&e.to_string())).await?;
-            let order = compensate(ctx, order, "payment service unavailable", None).await?;
-            Ok(Outcome::Unavailable {
-                order,
-                message: format!("Order failed: {e}"),
-            })
-        }
-    }
+    Ok((order, cause))
 }
 
-/// Inventory said no (unknown product, not enough stock): nothing was
-/// reserved and no payment is attempted.
-async fn refused(ctx: &Ctx, order: &Order, e: &CallError) -> Result<Outcome> {
-    let (reason, status) = match e.status() {
-        Some(404) => ("unknown product", axum::http::StatusCode::NOT_FOUND),
-        _ => ("not enough stock", axum::http::StatusCode::CONFLICT),
-    };
-    let detail = e.detail().unwrap_or(reason);
-    saga::step(&ctx.db, order.id, "stock_reserved", "refused", Some(detail)).await?;
-    let order = saga::finish(
-        &mut *ctx.db.acquire().await?,
-        order.id,
-        "failed",
-        Some(reason),
-        None,
-        None,
-    )
-    .await?;
-    let message = match status {
-        axum::http::StatusCode::NOT_FOUND => format!("product {} not found", order.product_id),
-        _ => format!("Order failed: {detail}"),
-    };
-    Ok(Outcome::Refused {
-        order,
-        status,
-        message,
+/// One command as a blocking call, and its answer as an event.
+async fn call(ctx: &Ctx, command: Command) -> Result<Event> {
+    Ok(match command {
+        Command::Reserve(reserve) => {
+            match ctx
+                .call::<_, Reservation>("inventory", "/reservations", reserve)
+                .await?
+            {
+                Ok(r) => Event::Reserved {
+                    quantity: r.quantity,
+                },
+                Err(e) => match refusal(&e) {
+                    Some(kind) => Event::Refused {
+                        kind,
+                        detail: e.detail().map_or_else(|| e.to_string(), str::to_owned),
+                    },
+                    None => Event::ReserveFailed {
+                        error: e.to_string(),
+                    },
+                },
+            }
+        }
+        Command::Pay(payment) => {
+            match ctx
+                .call::<_, PaymentResult>("payment", "/process_payment", payment)
+                .await?
+            {
+                Ok(paid) => Event::Approved {
+                    payment_id: paid.payment_id,
+                    transaction_id: paid.transaction_id,
+                },
+                Err(e) if e.status() == Some(402) => Event::Declined {
+                    payment_id: declined_payment_id(&e),
+                    detail: e.detail().unwrap_or("declined").to_owned(),
+                },
+                Err(e) => Event::PaymentFailed {
+                    error: e.to_string(),
+                },
+            }
+        }
+        Command::Commit(of) => {
+            let path = format!("/reservations/{}/commit", of.order_id);
+            match ctx.call::<_, Reservation>("inventory", &path, ()).await? {
+                Ok(_) => Event::Committed,
+                Err(e) => Event::CommitFailed {
+                    error: e.to_string(),
+                },
+            }
+        }
+        Command::Release(of) => {
+            let path = format!("/reservations/{}/release", of.order_id);
+            match ctx.call::<_, Reservation>("inventory", &path, ()).await? {
+                Ok(r) => Event::Released {
+                    quantity: r.released_quantity,
+                },
+                Err(e) => Event::ReleaseFailed {
+                    error: e.to_string(),
+                },
+            }
+        }
     })
 }
 
-/// The compensation: give back what the order reserved. If inventory cannot
-/// be reached, the release is owed and retried in the background until it is.
-async fn compensate(
-    ctx: &Ctx,
-    order: &Order,
-    reason: &str,
-    payment_id: Option<Uuid>,
-) -> Result<Order> {
-    let id = order.id;
-    let followup = match ctx
-        .call::<_, Reservation>("inventory", &format!("/reservations/{id}/release"), ())
-        .await?
-    {
-        Ok(r) => {
-            let detail = format!("{} units returned", r.released_quantity);
-            saga::step(&ctx.db, id, "stock_released", "ok", Some(&detail)).await?;
-            None
-        }
-        Err(e) => {
-            saga::step(
-                &ctx.db,
-                id,
-                "stock_released",
-                "failed",
-                Some(&e.to_string()),
-            )
-            .await?;
-            Some("release")
-        }
-    };
-    saga::finish(
-        &mut *ctx.db.acquire().await?,
-        id,
-        "failed",
-        Some(reason),
-        payment_id,
-        followup,
-    )
-    .await
+/// Inventory's 404/409 names its refusal's kind.
+fn refusal(e: &CallError) -> Option<RefusalKind> {
+    match e {
+        CallError::Status {
+            status: 404 | 409,
+            body,
+            ..
+        } => serde_json::from_value(body.get("refusal")?.clone()).ok(),
+        _ => None,
+    }
 }
 
-fn declined_payment_id(e: &CallError) -> Option<Uuid> {
+fn declined_payment_id(e: &CallError) -> Option<uuid::Uuid> {
     match e {
         CallError::Status { body, .. } => body["payment"]["payment_id"]
             .as_str()

@@ -1,11 +1,246 @@
-//! The saga's state: orders, their steps, and the transitions both modes share.
+//! The order saga as one state machine, shared by both modes: [`next`] is a
+//! pure function from an order and what just happened ([`Event`]) to what
+//! changes ([`Transition`]: the steps to record, the new status, the command
+//! to send next). The modes differ only in how a command is carried and how
+//! its answer comes back as an event: sync mode makes the call and loops
+//! ([`crate::orchestration`]), async mode enqueues it and hears the answer as
+//! a message ([`crate::choreography`]).
+//!
+//! ```text
+//! created ─Reserve→ reserved ─Pay→ approved ─Commit→ committed: confirmed
+//!    │                 │             declined ─Release→ released: failed
+//!    └ refused: failed └ failed (sync) ─Release→ released: failed
+//! ```
+
+use std::fmt;
 
 use chrono::{DateTime, Utc};
+use common::messages::{OrderRef, PaymentRequest, RefusalKind, Reserve};
 use common::{Ctx, Error, Result};
 use serde::Serialize;
 use serde_json::{Value, json};
-use sqlx::{Acquire, PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
+
+/// Where an order's saga is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Confirmed,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Confirmed => "confirmed",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+impl TryFrom<String> for Status {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        match s.as_str() {
+            "pending" => Ok(Status::Pending),
+            "confirmed" => Ok(Status::Confirmed),
+            "failed" => Ok(Status::Failed),
+            other => Err(format!("unknown order status {other:?}")),
+        }
+    }
+}
+
+/// Why an order failed, as `failure_reason` says it. Set when the saga
+/// decides to fail (a pending order with a reason is being compensated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Refused(RefusalKind),
+    PaymentDeclined,
+    PaymentUnavailable,
+    InventoryUnavailable,
+    /// The order service stopped mid-saga (see `followups`).
+    Interrupted,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Refused(RefusalKind::UnknownProduct) => "unknown product",
+            Reason::Refused(RefusalKind::NotEnoughStock) => "not enough stock",
+            Reason::Refused(RefusalKind::OrderClosed) => "order closed",
+            Reason::PaymentDeclined => "payment declined",
+            Reason::PaymentUnavailable => "payment service unavailable",
+            Reason::InventoryUnavailable => "inventory service unavailable",
+            Reason::Interrupted => "saga interrupted",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Reason> {
+        use RefusalKind::*;
+        [
+            Reason::Refused(UnknownProduct),
+            Reason::Refused(NotEnoughStock),
+            Reason::Refused(OrderClosed),
+            Reason::PaymentDeclined,
+            Reason::PaymentUnavailable,
+            Reason::InventoryUnavailable,
+            Reason::Interrupted,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+/// An inventory call a finished saga still owes, retried in the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Followup {
+    Release,
+    Commit,
+}
+
+impl Followup {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Followup::Release => "release",
+            Followup::Commit => "commit",
+        }
+    }
+
+    /// The step its success records.
+    pub fn step(self) -> StepName {
+        match self {
+            Followup::Release => StepName::StockReleased,
+            Followup::Commit => StepName::ReservationCommitted,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepName {
+    OrderCreated,
+    StockReserved,
+    Payment,
+    ReservationCommitted,
+    StockReleased,
+    OrderConfirmed,
+    OrderFailed,
+}
+
+impl StepName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepName::OrderCreated => "order_created",
+            StepName::StockReserved => "stock_reserved",
+            StepName::Payment => "payment",
+            StepName::ReservationCommitted => "reservation_committed",
+            StepName::StockReleased => "stock_released",
+            StepName::OrderConfirmed => "order_confirmed",
+            StepName::OrderFailed => "order_failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    Ok,
+    Failed,
+    Refused,
+    Approved,
+    Declined,
+    /// The saga's end.
+    Done,
+}
+
+impl StepOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepOutcome::Ok => "ok",
+            StepOutcome::Failed => "failed",
+            StepOutcome::Refused => "refused",
+            StepOutcome::Approved => "approved",
+            StepOutcome::Declined => "declined",
+            StepOutcome::Done => "done",
+        }
+    }
+}
+
+/// One step to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewStep {
+    pub name: StepName,
+    pub outcome: StepOutcome,
+    pub detail: Option<String>,
+}
+
+fn step(name: StepName, outcome: StepOutcome, detail: Option<String>) -> NewStep {
+    NewStep {
+        name,
+        outcome,
+        detail,
+    }
+}
+
+/// What just happened to an order's saga. The `…Failed` events are sync
+/// mode's (a call that got no usable answer); async mode's commands wait in
+/// their queues instead.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Created,
+    Reserved {
+        quantity: i32,
+    },
+    Refused {
+        kind: RefusalKind,
+        detail: String,
+    },
+    ReserveFailed {
+        error: String,
+    },
+    Approved {
+        payment_id: Uuid,
+        transaction_id: Option<String>,
+    },
+    Declined {
+        payment_id: Option<Uuid>,
+        detail: String,
+    },
+    PaymentFailed {
+        error: String,
+    },
+    Committed,
+    CommitFailed {
+        error: String,
+    },
+    Released {
+        quantity: i32,
+    },
+    ReleaseFailed {
+        error: String,
+    },
+}
+
+/// What the saga asks of another service next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Reserve(Reserve),
+    Pay(PaymentRequest),
+    Commit(OrderRef),
+    Release(OrderRef),
+}
+
+/// What one event changes: steps to record, the order's new fields, the next command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub steps: Vec<NewStep>,
+    pub status: Status,
+    pub reason: Option<Reason>,
+    pub payment_id: Option<Uuid>,
+    pub followup: Option<Followup>,
+    pub command: Option<Command>,
+}
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Order {
@@ -15,20 +250,13 @@ pub struct Order {
     #[serde(skip)]
     pub amount_cents: i64,
     pub approve_payment: bool,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: Status,
     pub failure_reason: Option<String>,
     pub payment_id: Option<Uuid>,
     pub followup: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct Step {
-    pub step: String,
-    pub outcome: String,
-    pub detail: Option<String>,
-    pub at: DateTime<Utc>,
 }
 
 pub const COLUMNS: &str = "id, product_id, quantity, amount_cents, approve_payment, status, failure_reason, payment_id, followup, created_at, updated_at";
@@ -41,6 +269,163 @@ impl Order {
     pub fn amount(&self) -> f64 {
         self.amount_cents as f64 / 100.0
     }
+
+    pub fn reason(&self) -> Option<Reason> {
+        self.failure_reason.as_deref().and_then(Reason::parse)
+    }
+}
+
+/// The saga's rules, for both modes. `None`: the event does not apply to the
+/// order as it is (it is no longer pending, or a second payment verdict),
+/// and must change nothing.
+pub fn next(order: &Order, event: Event) -> Option<Transition> {
+    if order.status != Status::Pending {
+        return None;
+    }
+    let mut t = Transition {
+        steps: Vec::new(),
+        status: Status::Pending,
+        reason: order.reason(),
+        payment_id: order.payment_id,
+        followup: None,
+        command: None,
+    };
+    let of_order = OrderRef { order_id: order.id };
+    let (name, outcome, detail) = match event {
+        Event::Created => {
+            t.command = Some(Command::Reserve(Reserve {
+                order_id: order.id,
+                product_id: order.product_id,
+                quantity: order.quantity,
+            }));
+            (StepName::OrderCreated, StepOutcome::Ok, None)
+        }
+        Event::Reserved { quantity } => {
+            t.command = Some(Command::Pay(PaymentRequest {
+                amount: order.amount(),
+                currency: "USD".into(),
+                order_id: Some(order.id),
+                force_decline: !order.approve_payment,
+                payment_id: None,
+            }));
+            let detail = format!("{quantity} units");
+            (StepName::StockReserved, StepOutcome::Ok, Some(detail))
+        }
+        Event::Refused { kind, detail } => {
+            t.reason = Some(Reason::Refused(kind));
+            t.status = Status::Failed;
+            (StepName::StockReserved, StepOutcome::Refused, Some(detail))
+        }
+        Event::ReserveFailed { error } => {
+            // The reservation may have happened before the call failed: release to be sure.
+            t.reason = Some(Reason::InventoryUnavailable);
+            t.command = Some(Command::Release(of_order));
+            (StepName::StockReserved, StepOutcome::Failed, Some(error))
+        }
+        // Exactly one verdict per saga; another must not move stock.
+        Event::Approved { .. } | Event::Declined { .. } | Event::PaymentFailed { .. }
+            if order.payment_id.is_some() || order.reason().is_some() =>
+        {
+            return None;
+        }
+        Event::Approved {
+            payment_id,
+            transaction_id,
+        } => {
+            t.payment_id = Some(payment_id);
+            t.command = Some(Command::Commit(of_order));
+            (StepName::Payment, StepOutcome::Approved, transaction_id)
+        }
+        Event::Declined { payment_id, detail } => {
+            t.payment_id = payment_id.or(t.payment_id);
+            t.reason = Some(Reason::PaymentDeclined);
+            t.command = Some(Command::Release(of_order));
+            (StepName::Payment, StepOutcome::Declined, Some(detail))
+        }
+        Event::PaymentFailed { error } => {
+            t.reason = Some(Reason::PaymentUnavailable);
+            t.command = Some(Command::Release(of_order));
+            (StepName::Payment, StepOutcome::Failed, Some(error))
+        }
+        Event::Committed => {
+            t.status = Status::Confirmed;
+            (StepName::ReservationCommitted, StepOutcome::Ok, None)
+        }
+        Event::CommitFailed { error } => {
+            t.status = Status::Confirmed;
+            t.followup = Some(Followup::Commit);
+            (
+                StepName::ReservationCommitted,
+                StepOutcome::Failed,
+                Some(error),
+            )
+        }
+        Event::Released { quantity } => {
+            t.status = Status::Failed;
+            let detail = format!("{quantity} units returned");
+            (StepName::StockReleased, StepOutcome::Ok, Some(detail))
+        }
+        Event::ReleaseFailed { error } => {
+            t.status = Status::Failed;
+            t.followup = Some(Followup::Release);
+            (StepName::StockReleased, StepOutcome::Failed, Some(error))
+        }
+    };
+    t.steps.push(step(name, outcome, detail));
+    match t.status {
+        Status::Pending => {}
+        Status::Confirmed => t.reason = None,
+        // A release only follows a decision to fail, which set the reason.
+        Status::Failed => {
+            t.reason = t.reason.or(Some(Reason::Interrupted));
+        }
+    }
+    if t.status != Status::Pending {
+        let name = if t.status == Status::Confirmed {
+            StepName::OrderConfirmed
+        } else {
+            StepName::OrderFailed
+        };
+        let reason = t.reason.map(|r| r.as_str().to_owned());
+        t.steps.push(step(name, StepOutcome::Done, reason));
+    }
+    Some(t)
+}
+
+/// Records a transition: its steps and the order's new fields, in one
+/// statement (atomic without a transaction of its own).
+pub async fn apply<'e>(db: impl PgExecutor<'e>, order: &Order, t: &Transition) -> Result<Order> {
+    let names: Vec<&str> = t.steps.iter().map(|s| s.name.as_str()).collect();
+    let outcomes: Vec<&str> = t.steps.iter().map(|s| s.outcome.as_str()).collect();
+    let details: Vec<Option<&str>> = t.steps.iter().map(|s| s.detail.as_deref()).collect();
+    Ok(sqlx::query_as(&format!(
+        "WITH steps AS (
+             INSERT INTO saga_steps (order_id, step, outcome, detail)
+             SELECT $1, s.step, s.outcome, s.detail
+             FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS s(step, outcome, detail, n)
+             ORDER BY s.n
+         )
+         UPDATE orders SET status = $5, failure_reason = $6, payment_id = $7, followup = $8, updated_at = now()
+         WHERE id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(order.id)
+    .bind(names)
+    .bind(outcomes)
+    .bind(details)
+    .bind(t.status.as_str())
+    .bind(t.reason.map(Reason::as_str))
+    .bind(t.payment_id)
+    .bind(t.followup.map(Followup::as_str))
+    .fetch_one(db)
+    .await?)
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Step {
+    pub step: String,
+    pub outcome: String,
+    pub detail: Option<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// An order with its steps, as `GET /orders/{id}` shows it.
@@ -66,68 +451,335 @@ pub async fn find(ctx: &Ctx, id: i64) -> Result<Order> {
         .ok_or_else(|| Error::not_found(format!("order {id}")))
 }
 
-/// Records one step of an order's saga.
-pub async fn step<'e>(
-    db: impl PgExecutor<'e>,
-    order_id: i64,
-    step: &str,
-    outcome: &str,
-    detail: Option<&str>,
-) -> Result<()> {
+/// The order, locked until the transaction ends (a consumer's step).
+pub async fn lock(conn: &mut PgConnection, id: i64) -> Result<Order> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM orders WHERE id = $1 FOR UPDATE"
+    ))
+    .bind(id)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// Records one step outside the state machine (the background follow-ups).
+pub async fn record<'e>(db: impl PgExecutor<'e>, order_id: i64, s: &NewStep) -> Result<()> {
     sqlx::query("INSERT INTO saga_steps (order_id, step, outcome, detail) VALUES ($1, $2, $3, $4)")
         .bind(order_id)
-        .bind(step)
-        .bind(outcome)
-        .bind(detail)
+        .bind(s.name.as_str())
+        .bind(s.outcome.as_str())
+        .bind(s.detail.as_deref())
         .execute(db)
         .await?;
     Ok(())
 }
 
-/// Ends the saga: `confirmed` or `failed`, and what inventory call is still owed.
-/// Runs in a savepoint when `conn` is already in a transaction (a consumer's).
-pub async fn finish(
-    conn: &mut PgConnection,
-    id: i64,
-    status: &str,
-    reason: Option<&str>,
-    payment_id: Option<Uuid>,
-    followup: Option<&str>,
-) -> Result<Order> {
-    let mut tx = conn.begin().await?;
-    let order = sqlx::query_as(&format!(
-        "UPDATE orders SET status = $2, failure_reason = $3, payment_id = COALESCE($4, payment_id),
-                followup = $5, updated_at = now()
-         WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(status)
-    .bind(reason)
-    .bind(payment_id)
-    .bind(followup)
-    .fetch_one(&mut *tx)
-    .await?;
-    step(&mut *tx, id, &format!("order_{status}"), "done", reason).await?;
-    tx.commit().await?;
-    Ok(order)
-}
-
 /// An inventory call owed by a finished saga was made at last.
-pub async fn followup_done(ctx: &Ctx, id: i64, followup: &str) -> Result<()> {
+pub async fn followup_done(ctx: &Ctx, id: i64, followup: Followup) -> Result<()> {
     let mut tx = ctx.db.begin().await?;
     sqlx::query(
         "UPDATE orders SET followup = NULL, updated_at = now() WHERE id = $1 AND followup = $2",
     )
     .bind(id)
-    .bind(followup)
+    .bind(followup.as_str())
     .execute(&mut *tx)
     .await?;
-    let name = if followup == "release" {
-        "stock_released"
-    } else {
-        "reservation_committed"
-    };
-    step(&mut *tx, id, name, "ok", Some("retried in the background")).await?;
+    let done = step(
+        followup.step(),
+        StepOutcome::Ok,
+        Some("retried in the background".into()),
+    );
+    record(&mut *tx, id, &done).await?;
     tx.commit().await?;
     Ok(())
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use RefusalKind::*;
+    use StepName::*;
+    use StepOutcome as O;
+
+    fn order(status: Status, reason: Option<Reason>, payment: Option<Uuid>) -> Order {
+        Order {
+            id: 7,
+            product_id: 3,
+            quantity: 2,
+            amount_cents: 2_000,
+            approve_payment: false,
+            status,
+            failure_reason: reason.map(|r| r.as_str().to_owned()),
+            payment_id: payment,
+            followup: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn pending() -> Order {
+        order(Status::Pending, None, None)
+    }
+
+    fn steps(t: &Transition) -> Vec<(StepName, StepOutcome, Option<&str>)> {
+        t.steps
+            .iter()
+            .map(|s| (s.name, s.outcome, s.detail.as_deref()))
+            .collect()
+    }
+
+    fn release() -> Option<Command> {
+        Some(Command::Release(OrderRef { order_id: 7 }))
+    }
+
+    #[test]
+    fn every_transition_of_the_saga() {
+        let paid = Uuid::from_u128(1);
+        let declining = order(Status::Pending, Some(Reason::PaymentDeclined), Some(paid));
+        let payment_down = order(Status::Pending, Some(Reason::PaymentUnavailable), None);
+        let approved = order(Status::Pending, None, Some(paid));
+        let err = || "connection refused".to_owned();
+        // (order, event, steps, status, reason, payment id, followup, command)
+        #[allow(clippy::type_complexity)]
+        let table: Vec<(
+            Order,
+            Event,
+            Vec<(StepName, StepOutcome, Option<&str>)>,
+            Status,
+            Option<Reason>,
+            Option<Uuid>,
+            Option<Followup>,
+            Option<Command>,
+        )> = vec![
+            (
+                pending(),
+                Event::Created,
+                vec![(OrderCreated, O::Ok, None)],
+                Status::Pending,
+                None,
+                None,
+                None,
+                Some(Command::Reserve(Reserve {
+                    order_id: 7,
+                    product_id: 3,
+                    quantity: 2,
+                })),
+            ),
+            (
+                pending(),
+                Event::Reserved { quantity: 2 },
+                vec![(StockReserved, O::Ok, Some("2 units"))],
+                Status::Pending,
+                None,
+                None,
+                None,
+                Some(Command::Pay(PaymentRequest {
+                    amount: 20.0,
+                    currency: "USD".into(),
+                    order_id: Some(7),
+                    force_decline: true,
+                    payment_id: None,
+                })),
+            ),
+            (
+                pending(),
+                Event::Refused {
+                    kind: NotEnoughStock,
+                    detail: "not enough stock: 1 available".into(),
+                },
+                vec![
+                    (
+                        StockReserved,
+                        O::Refused,
+                        Some("not enough stock: 1 available"),
+                    ),
+                    (OrderFailed, O::Done, Some("not enough stock")),
+                ],
+                Status::Failed,
+                Some(Reason::Refused(NotEnoughStock)),
+                None,
+                None,
+                None,
+            ),
+            (
+                pending(),
+                Event::ReserveFailed { error: err() },
+                vec![(StockReserved, O::Failed, Some("connection refused"))],
+                Status::Pending,
+                Some(Reason::InventoryUnavailable),
+                None,
+                None,
+                release(),
+            ),
+            (
+                pending(),
+                Event::Approved {
+                    payment_id: paid,
+                    transaction_id: Some("tx_1".into()),
+                },
+                vec![(Payment, O::Approved, Some("tx_1"))],
+                Status::Pending,
+                None,
+                Some(paid),
+                None,
+                Some(Command::Commit(OrderRef { order_id: 7 })),
+            ),
+            (
+                pending(),
+                Event::Declined {
+                    payment_id: Some(paid),
+                    detail: "declined".into(),
+                },
+                vec![(Payment, O::Declined, Some("declined"))],
+                Status::Pending,
+                Some(Reason::PaymentDeclined),
+                Some(paid),
+                None,
+                release(),
+            ),
+            (
+                pending(),
+                Event::PaymentFailed { error: err() },
+                vec![(Payment, O::Failed, Some("connection refused"))],
+                Status::Pending,
+                Some(Reason::PaymentUnavailable),
+                None,
+                None,
+                release(),
+            ),
+            (
+                approved.clone(),
+                Event::Committed,
+                vec![
+                    (ReservationCommitted, O::Ok, None),
+                    (OrderConfirmed, O::Done, None),
+                ],
+                Status::Confirmed,
+                None,
+                Some(paid),
+                None,
+                None,
+            ),
+            (
+                approved,
+                Event::CommitFailed { error: err() },
+                vec![
+                    (ReservationCommitted, O::Failed, Some("connection refused")),
+                    (OrderConfirmed, O::Done, None),
+                ],
+                Status::Confirmed,
+                None,
+                Some(paid),
+                Some(Followup::Commit),
+                None,
+            ),
+            (
+                declining,
+                Event::Released { quantity: 2 },
+                vec![
+                    (StockReleased, O::Ok, Some("2 units returned")),
+                    (OrderFailed, O::Done, Some("payment declined")),
+                ],
+                Status::Failed,
+                Some(Reason::PaymentDeclined),
+                Some(paid),
+                None,
+                None,
+            ),
+            (
+                payment_down,
+                Event::ReleaseFailed { error: err() },
+                vec![
+                    (StockReleased, O::Failed, Some("connection refused")),
+                    (OrderFailed, O::Done, Some("payment service unavailable")),
+                ],
+                Status::Failed,
+                Some(Reason::PaymentUnavailable),
+                None,
+                Some(Followup::Release),
+                None,
+            ),
+        ];
+        for (order, event, want_steps, status, reason, payment, followup, command) in table {
+            let t = next(&order, event.clone()).unwrap_or_else(|| panic!("{event:?} applies"));
+            assert_eq!(steps(&t), want_steps, "{event:?}");
+            assert_eq!(
+                (t.status, t.reason, t.payment_id, t.followup, t.command),
+                (status, reason, payment, followup, command),
+                "{event:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_refusal_keeps_its_kind() {
+        for (kind, text) in [
+            (UnknownProduct, "unknown product"),
+            (NotEnoughStock, "not enough stock"),
+            (OrderClosed, "order closed"),
+        ] {
+            let event = Event::Refused {
+                kind,
+                detail: String::new(),
+            };
+            let t = next(&pending(), event).expect("applies");
+            assert_eq!(t.reason, Some(Reason::Refused(kind)));
+            assert_eq!(t.reason.map(Reason::as_str), Some(text));
+            assert_eq!(Reason::parse(text), Some(Reason::Refused(kind)));
+        }
+    }
+
+    #[test]
+    fn a_finished_order_and_a_second_verdict_change_nothing() {
+        let paid = Uuid::from_u128(1);
+        let verdicts = || {
+            [
+                Event::Approved {
+                    payment_id: paid,
+                    transaction_id: None,
+                },
+                Event::Declined {
+                    payment_id: None,
+                    detail: String::new(),
+                },
+                Event::PaymentFailed {
+                    error: String::new(),
+                },
+            ]
+        };
+        for status in [Status::Confirmed, Status::Failed] {
+            let done = order(status, None, None);
+            for event in verdicts()
+                .into_iter()
+                .chain([Event::Committed, Event::Created])
+            {
+                assert_eq!(next(&done, event.clone()), None, "{status:?} {event:?}");
+            }
+        }
+        let paid_already = order(Status::Pending, None, Some(paid));
+        let compensating = order(Status::Pending, Some(Reason::PaymentUnavailable), None);
+        for o in [paid_already, compensating] {
+            for event in verdicts() {
+                assert_eq!(next(&o, event.clone()), None, "{event:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_reason_reads_back_as_itself() {
+        for r in [
+            Reason::Refused(UnknownProduct),
+            Reason::PaymentDeclined,
+            Reason::PaymentUnavailable,
+            Reason::InventoryUnavailable,
+            Reason::Interrupted,
+        ] {
+            assert_eq!(Reason::parse(r.as_str()), Some(r));
+        }
+    }
 }

@@ -1,41 +1,40 @@
 //! How the order saga is driven: the only place in this service where the
-//! mode forks. Sync mode orchestrates within the request
-//! ([`crate::orchestration`]); async mode choreographs by events
-//! ([`crate::choreography`]).
+//! mode forks. Both modes follow the same state machine ([`crate::saga`]);
+//! sync mode carries its commands as blocking calls within the request
+//! ([`crate::orchestration`]), async mode as events ([`crate::choreography`]).
 
 use common::events::Consumer;
 use common::{Ctx, Delivery, Result};
 use sqlx::{Postgres, Transaction};
 
-use crate::Outcome;
-use crate::saga::Order;
+use crate::saga::{Command, Order};
 
-/// Sync: orchestration within the request.
+/// Sync: the order commits, then the request runs the saga to its end.
 #[cfg(not(feature = "async"))]
 pub async fn start_saga(
     ctx: &Ctx,
     tx: Transaction<'static, Postgres>,
-    order: &Order,
-) -> Result<Delivery<Outcome>> {
+    order: Order,
+    first: Command,
+) -> Result<Delivery<(Order, Option<String>)>> {
     tx.commit().await?;
-    Ok(Delivery::Done(crate::orchestration::run(ctx, order).await?))
+    Ok(Delivery::Done(
+        crate::orchestration::run(ctx, order, first).await?,
+    ))
 }
 
-/// Async: choreography. The order and its `stock.reserve` event commit
-/// together; inventory, payment and this service's saga consumer
-/// ([`crate::choreography`]) take it from there.
+/// Async: the order and its first command (`stock.reserve`) commit together;
+/// inventory, payment and this service's saga consumer take it from there.
 #[cfg(feature = "async")]
 pub async fn start_saga(
     ctx: &Ctx,
-    tx: Transaction<'static, Postgres>,
-    order: &Order,
-) -> Result<Delivery<Outcome>> {
-    let reserve = common::messages::Reserve {
-        order_id: order.id,
-        product_id: order.product_id,
-        quantity: order.quantity,
-    };
-    common::events::commit_with_event(ctx, tx, "stock.reserve", &reserve, order.created_at).await?;
+    mut tx: Transaction<'static, Postgres>,
+    order: Order,
+    first: Command,
+) -> Result<Delivery<(Order, Option<String>)>> {
+    crate::choreography::start(&mut tx, &first, &order).await?;
+    tx.commit().await?;
+    ctx.bus.wake_relay();
     Ok(Delivery::Accepted)
 }
 

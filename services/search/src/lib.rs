@@ -7,6 +7,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
+use common::inbound::Interaction;
 use common::messages::ProductChanged;
 use common::{Ctx, Error, JsonBody, QueryParams, Result, ServiceDef};
 use serde::{Deserialize, Serialize};
@@ -38,18 +39,20 @@ async fn index_handler(
     State(ctx): State<Ctx>,
     JsonBody(change): JsonBody<ProductChanged>,
 ) -> Result<axum::Json<Document>> {
-    Ok(axum::Json(index(&ctx, &change).await?))
+    Ok(axum::Json(INDEX.answer(&ctx, change).await?))
 }
 
-/// Re-indexes a product; the simulated indexing cost (`SEARCH_DELAY_MS`) runs meanwhile.
-pub async fn index(ctx: &Ctx, change: &ProductChanged) -> Result<Document> {
-    ctx.with_latency(ctx.settings.delays.search, store(&ctx.db, change))
-        .await
-}
+/// Re-indexes a product after the simulated indexing cost (`SEARCH_DELAY_MS`):
+/// the `/index` route (sync) and the `search.product-changed` consumer (async).
+pub static INDEX: Interaction<ProductChanged, Document> = Interaction {
+    delay: |settings| settings.delays.search,
+    effect: |conn, change| Box::pin(async move { store(conn, &change).await }),
+    reply: None,
+    completes: Some("product_update"),
+};
 
-/// The record of [`index`] without its simulated cost; async mode's consumer
-/// runs it in the transaction that also claims the message.
-pub async fn store<'e>(db: impl sqlx::PgExecutor<'e>, change: &ProductChanged) -> Result<Document> {
+/// The record of [`INDEX`].
+async fn store<'e>(db: impl sqlx::PgExecutor<'e>, change: &ProductChanged) -> Result<Document> {
     let row = sqlx::query_as(
         "INSERT INTO documents (product_id, name) VALUES ($1, $2)
          ON CONFLICT (product_id) DO UPDATE SET name = EXCLUDED.name, indexed_at = now()
