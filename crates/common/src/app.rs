@@ -1,7 +1,7 @@
 //! Building and running one service: the same code path for its own binary,
 //! a launcher, and the tests (which bind port 0).
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -27,6 +27,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::detach::{self, Detached};
+#[cfg(not(feature = "async"))]
 use crate::outbound::{CallError, Outbound};
 use crate::workers::Workers;
 use crate::{Error, MODE, ServiceSpec, Settings, correlation, db, metrics, telemetry};
@@ -35,10 +36,32 @@ use crate::{Error, MODE, ServiceSpec, Settings, correlation, db, metrics, teleme
 pub struct ServiceDef {
     pub spec: &'static ServiceSpec,
     pub migrator: &'static Migrator,
-    /// The service's own routes, with their state applied.
-    pub routes: fn(Ctx) -> Router,
+    /// The service's own routes, with their state applied, and the background
+    /// work they need declared (started when the service runs).
+    pub routes: fn(Ctx, &mut Background) -> Router,
     /// What it consumes in async mode (empty in sync mode).
     pub consumers: &'static [crate::events::Consumer],
+}
+
+/// The long-running work a service does besides answering requests (the
+/// broker supervisor with its consumers, the outbox relay, the saga
+/// follow-ups, the click publisher): declared while the service is built,
+/// started when it runs, and awaited when it stops. Building a router starts
+/// nothing.
+#[derive(Default)]
+pub struct Background {
+    tasks: Vec<(&'static str, crate::events::BoxFuture<()>)>,
+}
+
+impl Background {
+    /// Declares a task; it should end soon after `Ctx::shutdown` is cancelled.
+    pub fn spawn(&mut self, name: &'static str, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.push((name, Box::pin(task)));
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.tasks.iter().map(|(name, _)| *name).collect()
+    }
 }
 
 /// What every handler of a service can reach.
@@ -48,8 +71,11 @@ pub struct Ctx {
     pub settings: Arc<Settings>,
     pub db: PgPool,
     pub workers: Workers,
+    /// Sync mode's blocking HTTP client (async mode asks by events and has none).
+    #[cfg(not(feature = "async"))]
     pub outbound: Arc<Outbound>,
-    /// Cancelled when the service starts shutting down; background tasks watch it.
+    /// Cancelled once the service's requests have finished on shutdown:
+    /// background work (consumers, relay, follow-ups) stops taking new work.
     pub shutdown: CancellationToken,
     /// Every request's handler runs on a task here ([`crate::detach`]);
     /// shutdown waits for them before the pool closes.
@@ -94,6 +120,7 @@ impl Ctx {
     /// POSTs `body` to `target`'s `path` from a sync worker thread, blocking
     /// it until the answer. The outer error is ours (no worker could run the
     /// call); the inner one is the other service's (down, slow, refused).
+    #[cfg(not(feature = "async"))]
     pub async fn call<B, R>(
         &self,
         target: &'static str,
@@ -123,6 +150,7 @@ pub struct Application {
     router: Router,
     ctx: Ctx,
     port: u16,
+    background: Background,
 }
 
 impl Application {
@@ -147,6 +175,7 @@ impl Application {
         let db = db::pool(&settings, &def.spec.schema())?;
         db::migrate(&db, &def.spec.schema(), def.migrator).await?;
         let settings = Arc::new(settings);
+        #[cfg(not(feature = "async"))]
         let outbound = {
             let settings = Arc::clone(&settings);
             tokio::task::spawn_blocking(move || Outbound::new(name, &settings)).await??
@@ -155,6 +184,7 @@ impl Application {
             spec: def.spec,
             workers: Workers::new(name, settings.sync_workers),
             db,
+            #[cfg(not(feature = "async"))]
             outbound: Arc::new(outbound),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -162,15 +192,17 @@ impl Application {
             bus: crate::bus::Bus::new(name, &settings.broker),
             settings,
         };
+        let mut background = Background::default();
         #[cfg(feature = "async")]
-        crate::bus::Bus::start(&ctx, def.consumers);
-        let router = with_common_parts((def.routes)(ctx.clone()), &ctx);
+        crate::bus::Bus::start(&ctx, def.consumers, &mut background);
+        let router = with_common_parts((def.routes)(ctx.clone(), &mut background), &ctx);
         let port = listener.local_addr()?.port();
         Ok(Application {
             listener,
             router,
             ctx,
             port,
+            background,
         })
     }
 
@@ -182,28 +214,88 @@ impl Application {
         &self.ctx
     }
 
-    /// Serves until `shutdown` completes, then finishes the requests in flight.
+    /// The background work this service declared, by name.
+    pub fn background(&self) -> Vec<&'static str> {
+        self.background.names()
+    }
+
+    /// Serves and runs the background work until `shutdown` completes, then
+    /// stops in order within `SHUTDOWN_GRACE_MS`: no new connections; the
+    /// requests in flight finish (also those whose clients hung up); then the
+    /// background work stops taking new work and finishes what it holds
+    /// (consumers ack what they handled); only then does the pool close.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let token = self.ctx.shutdown.clone();
+        let Application {
+            listener,
+            router,
+            ctx,
+            background,
+            ..
+        } = self;
+        let running = TaskTracker::new();
+        for (_, task) in background.tasks {
+            running.spawn(task);
+        }
+        running.close();
+        let signalled = CancellationToken::new();
+        let signal = signalled.clone();
         // Answers are small and latency is what the lab measures: no Nagle.
-        let listener = self.listener.tap_io(|tcp| {
+        let listener = listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         });
-        axum::serve(listener, self.router)
+        let server = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
-                token.cancel();
+                signal.cancel();
             })
-            .await?;
-        self.ctx.shutdown.cancel();
-        // Handlers whose clients hung up are still running: let them finish.
-        self.ctx.tasks.close();
-        self.ctx.tasks.wait().await;
-        self.ctx.db.close().await;
+            .into_future();
+        let grace = ctx.settings.shutdown_grace;
+        let deadline = async {
+            signalled.cancelled().await;
+            tokio::time::Instant::now() + grace
+        };
+        tokio::pin!(server, deadline);
+        let mut by = None;
+        let served = loop {
+            tokio::select! {
+                served = &mut server => break served,
+                at = &mut deadline, if by.is_none() => by = Some(at),
+                () = sleep_until(by), if by.is_some() => {
+                    tracing::warn!(service = ctx.name(), "connections still open after the grace period; closing them");
+                    break Ok(());
+                }
+            }
+        };
+        let by = by.unwrap_or_else(|| tokio::time::Instant::now() + grace);
+        ctx.tasks.close();
+        if tokio::time::timeout_at(by, ctx.tasks.wait()).await.is_err() {
+            tracing::warn!(
+                service = ctx.name(),
+                running = ctx.tasks.len(),
+                "requests still running after the grace period"
+            );
+        }
+        ctx.shutdown.cancel();
+        if tokio::time::timeout_at(by, running.wait()).await.is_err() {
+            tracing::warn!(
+                service = ctx.name(),
+                running = running.len(),
+                "background work still running after the grace period"
+            );
+        }
+        ctx.db.close().await;
+        served?;
         Ok(())
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -38,6 +38,7 @@ pub const VARS: &[&str] = &[
     "REPORT_ITERATIONS",
     "COMPENSATION_RETRY_MS",
     "SAGA_STALE_AFTER_MS",
+    "SHUTDOWN_GRACE_MS",
     "AMQP_URL",
     "BROKER_PREFIX",
     "CONSUMER_PREFETCH",
@@ -141,6 +142,9 @@ pub struct Settings {
     pub report_iterations: Option<u64>,
     /// `COMPENSATION_RETRY_MS`: how often the order service retries a release that failed.
     pub compensation_retry: Duration,
+    /// `SHUTDOWN_GRACE_MS`: on SIGTERM, how long requests in flight and then
+    /// the background work (consumers' messages in hand) get to finish.
+    pub shutdown_grace: Duration,
     /// `SAGA_STALE_AFTER_MS`: a saga still pending after this long was cut off
     /// (its order service stopped mid-saga); it is failed and its stock released.
     pub saga_stale_after: Duration,
@@ -222,6 +226,7 @@ impl Settings {
                 .optional("REPORT_ITERATIONS", "a whole number of SHA-256 rounds")?,
             compensation_retry: millis("COMPENSATION_RETRY_MS", 2_000)?,
             saga_stale_after: millis("SAGA_STALE_AFTER_MS", 600_000)?,
+            shutdown_grace: millis("SHUTDOWN_GRACE_MS", 8_000)?,
             broker: Broker {
                 url: env.string("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
                 prefix: env.string("BROKER_PREFIX", "lab"),

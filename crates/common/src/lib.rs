@@ -16,13 +16,14 @@ pub mod extract;
 pub mod inbound;
 pub mod messages;
 pub mod metrics;
+#[cfg(not(feature = "async"))]
 pub mod outbound;
 pub mod services;
 pub mod telemetry;
 pub mod topology;
 pub mod workers;
 
-pub use app::{Application, Ctx, ServiceDef};
+pub use app::{Application, Background, Ctx, ServiceDef};
 pub use config::Settings;
 pub use error::{Error, Result};
 pub use extract::{JsonBody, PathParam, QueryParams};

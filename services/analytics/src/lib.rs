@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use common::inbound::Interaction;
 use common::messages::ProductChanged;
-use common::{Ctx, JsonBody, QueryParams, Result, ServiceDef};
+use common::{Background, Ctx, JsonBody, QueryParams, Result, ServiceDef};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -33,8 +33,8 @@ struct AppState {
     clicks: seam::Clicks,
 }
 
-fn routes(ctx: Ctx) -> Router {
-    let clicks = seam::Clicks::new(&ctx);
+fn routes(ctx: Ctx, background: &mut Background) -> Router {
+    let clicks = seam::Clicks::new(&ctx, background);
     Router::new()
         .route("/track_click", post(track_click))
         .route("/clicks/stats", get(click_stats))

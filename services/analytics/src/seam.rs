@@ -3,7 +3,7 @@
 
 use common::events::Consumer;
 #[cfg(not(feature = "async"))]
-use common::{Ctx, Result};
+use common::{Background, Ctx, Result};
 
 #[cfg(not(feature = "async"))]
 use crate::Click;
@@ -15,7 +15,7 @@ pub struct Clicks;
 
 #[cfg(not(feature = "async"))]
 impl Clicks {
-    pub fn new(_: &Ctx) -> Self {
+    pub fn new(_: &Ctx, _: &mut Background) -> Self {
         Clicks
     }
 }
@@ -68,9 +68,10 @@ mod batching {
     use chrono::Utc;
     use common::bus::Envelope;
     use common::events::{Incoming, claim_all, completed};
-    use common::{Ctx, Error, Result};
+    use common::{Background, Ctx, Error, Result};
     use serde::{Deserialize, Serialize};
     use tokio::sync::{Semaphore, mpsc, oneshot};
+    use tokio_util::task::TaskTracker;
     use uuid::Uuid;
 
     use crate::Click;
@@ -94,9 +95,11 @@ mod batching {
     }
 
     impl Clicks {
-        pub fn new(ctx: &Ctx) -> Self {
+        /// The publisher runs as the service's background work; it ends
+        /// once every request holding a `Clicks` has finished.
+        pub fn new(ctx: &Ctx, background: &mut Background) -> Self {
             let (queue, rx) = mpsc::channel(16_384);
-            tokio::spawn(publish(ctx.clone(), rx));
+            background.spawn("click publisher", publish(ctx.clone(), rx));
             Clicks { queue }
         }
     }
@@ -118,16 +121,17 @@ mod batching {
     async fn publish(ctx: Ctx, mut rx: mpsc::Receiver<(Click, Waiter)>) {
         let max = usize::from(ctx.settings.broker.click_batch_size);
         let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+        let publishes = TaskTracker::new();
         loop {
             let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                return;
+                break;
             };
             let mut batch = Vec::with_capacity(max);
             if rx.recv_many(&mut batch, max).await == 0 {
-                return;
+                break;
             }
             let ctx = ctx.clone();
-            tokio::spawn(async move {
+            publishes.spawn(async move {
                 let (clicks, waiters): (Vec<Click>, Vec<Waiter>) = batch.into_iter().unzip();
                 let envelope = Envelope {
                     id: Uuid::new_v4(),
@@ -146,6 +150,8 @@ mod batching {
                 }
             });
         }
+        publishes.close();
+        publishes.wait().await;
     }
 
     /// One transaction for the whole batch: the inbox claims and one INSERT.

@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use common::inbound::Interaction;
 use common::messages::{EmailSent, SendEmail};
-use common::{Ctx, JsonBody, QueryParams, Result, ServiceDef};
+use common::{Background, Ctx, JsonBody, QueryParams, Result, ServiceDef};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +22,7 @@ pub static SERVICE: ServiceDef = ServiceDef {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-fn routes(ctx: Ctx) -> axum::Router {
+fn routes(ctx: Ctx, _: &mut Background) -> axum::Router {
     Router::new()
         .route("/send", post(send_handler))
         .route("/emails", get(list))

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use common::messages::{RefusalKind, Reservation, Reserve};
-use common::{Ctx, Error, JsonBody, PathParam, Result, ServiceDef};
+use common::{Background, Ctx, Error, JsonBody, PathParam, Result, ServiceDef};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use sqlx::{Acquire, PgConnection};
@@ -26,7 +26,7 @@ pub static SERVICE: ServiceDef = ServiceDef {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-fn routes(ctx: Ctx) -> Router {
+fn routes(ctx: Ctx, _: &mut Background) -> Router {
     Router::new()
         .route("/reservations", post(reserve_handler))
         .route("/reservations/{order_id}", get(get_reservation))

@@ -14,11 +14,6 @@ use common::{Ctx, Result};
 use crate::saga::{self, Followup, NewStep, Reason, Status, StepName, StepOutcome};
 
 pub async fn run(ctx: Ctx) {
-    // Async mode owes nothing: each step of its saga is a durable event that
-    // waits in its queue until the service that must take it is back.
-    if cfg!(feature = "async") {
-        return;
-    }
     let mut tick = tokio::time::interval(ctx.settings.compensation_retry);
     loop {
         tokio::select! {

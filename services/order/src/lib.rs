@@ -6,6 +6,7 @@
 
 #[cfg(feature = "async")]
 mod choreography;
+#[cfg(not(feature = "async"))]
 mod followups;
 #[cfg(not(feature = "async"))]
 mod orchestration;
@@ -17,7 +18,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use common::{Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
+use common::{Background, Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
 use garde::Validate;
 use serde::Deserialize;
 use serde_json::json;
@@ -35,8 +36,8 @@ pub static SERVICE: ServiceDef = ServiceDef {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-fn routes(ctx: Ctx) -> Router {
-    tokio::spawn(followups::run(ctx.clone()));
+fn routes(ctx: Ctx, background: &mut Background) -> Router {
+    seam::background(&ctx, background);
     Router::new()
         .route("/create_order", post(create_order))
         .route("/orders/{id}", get(get_order))

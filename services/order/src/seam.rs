@@ -38,6 +38,16 @@ pub async fn start_saga(
     Ok(Delivery::Accepted)
 }
 
+/// Sync: inventory calls a finished saga still owes are retried in the background.
+#[cfg(not(feature = "async"))]
+pub fn background(ctx: &Ctx, background: &mut common::Background) {
+    background.spawn("saga follow-ups", crate::followups::run(ctx.clone()));
+}
+
+/// Async: nothing is owed; each step waits in its queue until it is taken.
+#[cfg(feature = "async")]
+pub fn background(_: &Ctx, _: &mut common::Background) {}
+
 #[cfg(not(feature = "async"))]
 pub const CONSUMERS: &[Consumer] = &[];
 

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use common::messages::PaymentRequest;
-use common::{Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
+use common::{Background, Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -26,7 +26,7 @@ pub static SERVICE: ServiceDef = ServiceDef {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-fn routes(ctx: Ctx) -> Router {
+fn routes(ctx: Ctx, _: &mut Background) -> Router {
     Router::new()
         .route("/process_payment", post(process_payment))
         .route("/payments/{id}", get(get_payment))

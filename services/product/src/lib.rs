@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use common::messages::ProductChanged;
-use common::{Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
+use common::{Background, Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -25,7 +25,7 @@ pub static SERVICE: ServiceDef = ServiceDef {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-fn routes(ctx: Ctx) -> Router {
+fn routes(ctx: Ctx, _: &mut Background) -> Router {
     Router::new()
         .route("/products", get(list))
         .route("/products/{id}", get(get_product).put(update))

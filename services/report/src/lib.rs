@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use common::{Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
+use common::{Background, Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -26,10 +26,12 @@ pub static SERVICE: ServiceDef = ServiceDef {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-fn routes(ctx: Ctx) -> Router {
+fn routes(ctx: Ctx, background: &mut Background) -> Router {
     if ctx.settings.report_iterations.is_none() {
-        // Calibrate now, so the first report does not pay for it.
-        tokio::task::spawn_blocking(work::rounds_per_second);
+        // Calibrate at start, so the first report does not pay for it.
+        background.spawn("calibration", async {
+            let _ = tokio::task::spawn_blocking(work::rounds_per_second).await;
+        });
     }
     Router::new()
         .route("/generate_report", post(generate_report))

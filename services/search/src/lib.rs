@@ -9,7 +9,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use common::inbound::Interaction;
 use common::messages::ProductChanged;
-use common::{Ctx, Error, JsonBody, QueryParams, Result, ServiceDef};
+use common::{Background, Ctx, Error, JsonBody, QueryParams, Result, ServiceDef};
 use serde::{Deserialize, Serialize};
 
 pub static SERVICE: ServiceDef = ServiceDef {
@@ -21,7 +21,7 @@ pub static SERVICE: ServiceDef = ServiceDef {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-fn routes(ctx: Ctx) -> Router {
+fn routes(ctx: Ctx, _: &mut Background) -> Router {
     Router::new()
         .route("/index", post(index_handler))
         .route("/search", get(search))

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use common::error::conflict_on_unique;
-use common::{Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
+use common::{Background, Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,7 @@ pub static SERVICE: ServiceDef = ServiceDef {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-fn routes(ctx: Ctx) -> Router {
+fn routes(ctx: Ctx, _: &mut Background) -> Router {
     Router::new()
         .route("/register", post(register))
         .route("/users/{id}", get(get_user))

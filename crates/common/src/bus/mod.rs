@@ -68,10 +68,11 @@ impl Bus {
         }
     }
 
-    /// Starts the connection supervisor (and with it the consumers) and the outbox relay.
-    pub fn start(ctx: &Ctx, consumers: &'static [Consumer]) {
-        tokio::spawn(supervise(ctx.clone(), consumers));
-        tokio::spawn(relay::run(ctx.clone()));
+    /// Declares the connection supervisor (and with it the consumers) and
+    /// the outbox relay as the service's background work.
+    pub fn start(ctx: &Ctx, consumers: &'static [Consumer], background: &mut crate::Background) {
+        background.spawn("broker supervisor", supervise(ctx.clone(), consumers));
+        background.spawn("outbox relay", relay::run(ctx.clone()));
     }
 
     pub fn connected(&self) -> bool {

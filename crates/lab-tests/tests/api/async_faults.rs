@@ -18,6 +18,14 @@ async fn emails_per_user(stack: &Stack) -> Vec<(Option<i64>, i64)> {
     .unwrap()
 }
 
+async fn emails_stored(stack: &Stack) -> i64 {
+    let mut db = stack.db().await;
+    sqlx::query_scalar("SELECT count(*) FROM email_service.emails")
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+}
+
 async fn register(stack: &Stack, n: usize, tag: &str) -> Vec<Value> {
     let mut users = Vec::new();
     for i in 0..n {
@@ -62,6 +70,85 @@ async fn with_the_email_consumer_stopped_every_user_still_gets_exactly_one_email
     let counts = emails_per_user(&stack).await;
     assert_eq!(counts.len(), 20);
     assert!(counts.iter().all(|(_, n)| *n == 1), "{counts:?}");
+}
+
+/// The graceful stop (what SIGTERM does, run in-process here): the email
+/// service stopped in the middle of a burst acks every message it handled
+/// before it closes its connection, so right after the stop each registration
+/// is either stored or back in the queue, never both; after the restart each
+/// user has exactly one email.
+#[tokio::test]
+async fn a_graceful_stop_mid_burst_acks_what_it_handled_and_loses_nothing() {
+    let mut stack = Stack::builder().var("EMAIL_DELAY_MS", "100").start().await;
+    let burst = 60;
+    let users: Vec<Value> = futures_util::future::join_all((0..burst).map(|i| {
+        let stack = &stack;
+        async move {
+            let (status, user) = stack
+                .post(
+                    "user",
+                    "/register",
+                    json!({"email": format!("graceful{i}@example.com")}),
+                )
+                .await;
+            assert_eq!(status, 202, "{user}");
+            user
+        }
+    }))
+    .await;
+    let published = eventually(Duration::from_secs(10), || async {
+        let mut db = stack.db().await;
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM user_service.outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        (pending == 0).then_some(())
+    })
+    .await;
+    assert!(
+        published.is_some(),
+        "the user service published every registration"
+    );
+    let started = eventually(Duration::from_secs(10), || async {
+        (emails_stored(&stack).await >= 3).then_some(())
+    })
+    .await;
+    assert!(started.is_some(), "the email service is handling the burst");
+
+    stack.stop("email").await;
+    let after_stop = emails_stored(&stack).await;
+    assert!(
+        after_stop < burst as i64,
+        "stopped mid-burst ({after_stop} of {burst} sent)"
+    );
+    // The broker requeues what the closed channel held unacked; a message
+    // handled but not acked would be counted twice here, for ever.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let accounted = loop {
+        let accounted =
+            i64::from(stack.broker.depth("email.send").await) + emails_stored(&stack).await;
+        if accounted == burst as i64 || tokio::time::Instant::now() > deadline {
+            break accounted;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        accounted, burst as i64,
+        "queued + stored after the stop = registrations"
+    );
+
+    stack.restart("email").await;
+    all_sent(&stack, &users).await;
+    let counts = emails_per_user(&stack).await;
+    assert_eq!(counts.len(), burst);
+    assert!(counts.iter().all(|(_, n)| *n == 1), "{counts:?}");
+    assert_eq!(
+        stack.broker.depth("dead-letters").await,
+        0,
+        "no handler failed on the way down"
+    );
 }
 
 #[tokio::test]
