@@ -9,7 +9,9 @@ pub mod broker;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{Application, SERVICES, ServiceDef};
+use common::{Application, Mode, SERVICES, ServiceDef};
+use loadgen::scenario::Scenario;
+use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -266,6 +268,42 @@ impl Stack {
                 return body;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The final state of the operation `answer` (to `scenario`'s request)
+    /// started, as a user reads it. Sync: the answer is already final; the
+    /// resource it names ([`Scenario::resource`]) is read back to see what
+    /// was stored. Async: the answer's `status_url` is polled until
+    /// [`Scenario::finished`] holds. An answer that names no resource (the
+    /// fan-out, clicks, an error that stored nothing) is its own final state.
+    /// A sync error answer that wraps its operation (a declined payment's
+    /// `{"detail", "payment"}`) names it inside.
+    pub async fn finished(&self, scenario: Scenario, answer: &Value) -> Value {
+        let Some(resource) = scenario
+            .resource(answer)
+            .or_else(|| scenario.resource(&answer["payment"]))
+        else {
+            return answer.clone();
+        };
+        let service = scenario.service();
+        match common::MODE {
+            Mode::Sync => {
+                let (status, body) = self.get(service, &resource).await;
+                assert_eq!(status, 200, "GET {resource} on {service}: {body}");
+                body
+            }
+            Mode::Async => {
+                let body = self
+                    .get_until(service, &resource, |body| scenario.finished(body).is_some())
+                    .await;
+                assert!(
+                    scenario.finished(&body).is_some(),
+                    "{} at {resource} never finished: {body}",
+                    scenario.name()
+                );
+                body
+            }
         }
     }
 

@@ -1,12 +1,18 @@
 //! Async mode under faults: whatever was acknowledged (a 200/202 answer, a
-//! confirmed publish) is never lost, and nothing happens twice.
+//! confirmed publish) is never lost, and nothing happens twice. Async only by
+//! nature: each test is about the broker (its topology, queues, redeliveries,
+//! prefetch, a cut connection) or a consumer stopped while its messages wait,
+//! none of which exists in sync mode, where a stopped service is a refused
+//! call answered at once (tested with each scenario).
 
 use std::time::Duration;
 
+use common::MODE;
 use lab_tests::{Stack, eventually};
+use loadgen::scenario::Scenario;
 use serde_json::{Value, json};
 
-use crate::saga::{place_concurrently, stock};
+use crate::helpers::{place_concurrently, stock};
 
 async fn emails_per_user(stack: &Stack) -> Vec<(Option<i64>, i64)> {
     let mut db = stack.db().await;
@@ -36,7 +42,7 @@ async fn register(stack: &Stack, n: usize, tag: &str) -> Vec<Value> {
                 json!({"email": format!("{tag}{i}@example.com")}),
             )
             .await;
-        assert_eq!(status, 202, "{user}");
+        assert_eq!(status, Scenario::Register.expected(MODE), "{user}");
         users.push(user);
     }
     users
@@ -44,10 +50,7 @@ async fn register(stack: &Stack, n: usize, tag: &str) -> Vec<Value> {
 
 async fn all_sent(stack: &Stack, users: &[Value]) {
     for user in users {
-        let url = user["status_url"].as_str().unwrap();
-        let done = stack
-            .get_until("user", url, |u| u["email_status"] == "sent")
-            .await;
+        let done = stack.finished(Scenario::Register, user).await;
         assert_eq!(done["email_status"], "sent", "{done}");
     }
 }
@@ -91,7 +94,7 @@ async fn a_graceful_stop_mid_burst_acks_what_it_handled_and_loses_nothing() {
                     json!({"email": format!("graceful{i}@example.com")}),
                 )
                 .await;
-            assert_eq!(status, 202, "{user}");
+            assert_eq!(status, Scenario::Register.expected(MODE), "{user}");
             user
         }
     }))
@@ -178,11 +181,8 @@ async fn with_payment_stopped_mid_saga_every_order_still_ends_and_stock_is_exact
 
     for (answers, expected) in [(&declined, "failed"), (&approved, "confirmed")] {
         for (status, order) in answers {
-            assert_eq!(*status, 202);
-            let url = order["status_url"].as_str().unwrap();
-            let done = stack
-                .get_until("order", url, |o| o["status"] != "pending")
-                .await;
+            assert_eq!(*status, Scenario::Order.expected(MODE), "{order}");
+            let done = stack.finished(Scenario::Order, order).await;
             assert_eq!(done["status"], expected, "{done}");
         }
     }
@@ -293,6 +293,31 @@ async fn a_poison_message_is_dead_lettered_and_the_consumer_keeps_serving() {
         ),
         "retried CONSUMER_MAX_ATTEMPTS - 1 times: {text}"
     );
+}
+
+/// The topology survives a broker restart: what the services declared is
+/// durable, and every work queue hands what it rejects to the dead letters.
+#[tokio::test]
+async fn the_exchanges_and_queues_the_services_declare_are_durable() {
+    use common::topology::{DEAD, DEAD_LETTERS, EVENTS, QUEUES, named};
+    let stack = Stack::start().await;
+    let broker = &stack.broker;
+
+    for exchange in [EVENTS, DEAD] {
+        let described = broker.described("exchanges", exchange).await.unwrap();
+        assert_eq!(described["durable"], true, "{described}");
+    }
+    let dead_letters = broker.described("queues", DEAD_LETTERS).await.unwrap();
+    assert_eq!(dead_letters["durable"], true, "{dead_letters}");
+    for queue in QUEUES {
+        let described = broker.described("queues", queue.name).await.unwrap();
+        assert_eq!(described["durable"], true, "{described}");
+        assert_eq!(
+            described["arguments"]["x-dead-letter-exchange"],
+            named(&broker.prefix, DEAD).as_str(),
+            "{described}"
+        );
+    }
 }
 
 /// A broker that comes back without the topology (a new node, a reset, a

@@ -1,6 +1,8 @@
 //! Scenario 6: high-rate click ingestion.
 
+use common::MODE;
 use lab_tests::Stack;
+use loadgen::scenario::Scenario;
 use serde_json::json;
 
 #[tokio::test]
@@ -27,7 +29,8 @@ async fn every_click_answered_200_is_stored() {
     assert!(
         answers
             .iter()
-            .all(|(status, body)| *status == 200 && body["status"] == "tracked")
+            .all(|(status, body)| *status == Scenario::Click.expected(MODE)
+                && body["status"] == "tracked")
     );
     // Async: the 200 means durable in the broker; the consumer stores soon after.
     let stats = stack

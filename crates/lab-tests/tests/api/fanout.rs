@@ -1,20 +1,16 @@
-//! Scenario 3: a product update fanned out to search, cache and analytics.
+//! Scenario 3: a product update fanned out to search, cache and analytics,
+//! in both modes: sync calls them in turn before answering, async publishes
+//! one event they each consume; either way each of them hears of it.
 
-// Some tests here are sync-only; their helpers are unused in async mode.
-#![cfg_attr(feature = "async", allow(unused_imports, dead_code))]
-
-use chrono::{DateTime, Utc};
+use common::{MODE, Mode};
 use lab_tests::Stack;
-use serde_json::{Value, json};
+use loadgen::scenario::Scenario;
+use serde_json::json;
 
-fn time(v: &Value) -> DateTime<Utc> {
-    v.as_str().expect("timestamp").parse().expect("RFC 3339")
-}
+use crate::helpers::time;
 
-// Sync answers; the async counterpart is in `async_scenarios`.
-#[cfg(not(feature = "async"))]
 #[tokio::test]
-async fn an_update_is_stored_then_search_cache_and_analytics_are_called_in_turn() {
+async fn an_update_is_stored_then_reaches_search_cache_and_analytics() {
     let stack = Stack::builder()
         .var("SEARCH_DELAY_MS", "60")
         .var("CACHE_DELAY_MS", "40")
@@ -24,7 +20,7 @@ async fn an_update_is_stored_then_search_cache_and_analytics_are_called_in_turn(
     let (status, _) = stack.get("cache", "/entries/product:1").await;
     assert_eq!(status, 200, "product 1 is cached on a fresh start");
 
-    let (status, product) = stack
+    let (status, answer) = stack
         .put(
             "product",
             "/products/1",
@@ -32,47 +28,65 @@ async fn an_update_is_stored_then_search_cache_and_analytics_are_called_in_turn(
         )
         .await;
 
-    assert_eq!(status, 200, "{product}");
+    assert_eq!(status, Scenario::Fanout.expected(MODE), "{answer}");
+    // The fan-out has no status of its own: the answer is its final state.
+    let product = stack.finished(Scenario::Fanout, &answer).await;
     assert_eq!(product["id"], 1);
     assert_eq!(product["name"], "Quantum Laptop");
     assert_eq!(product["stock"], 75);
-    let calls = product["fanout"].as_array().expect("fan-out calls");
-    let order: Vec<_> = calls
-        .iter()
-        .map(|c| c["service"].as_str().unwrap())
-        .collect();
-    assert_eq!(order, ["search", "cache", "analytics"]);
-    assert!(calls.iter().all(|c| c["ok"] == true), "{product}");
-    assert!(product["fanout_ms"].as_f64().unwrap() >= 140.0, "{product}");
+    if MODE == Mode::Sync {
+        let calls = product["fanout"].as_array().expect("fan-out calls");
+        let order: Vec<_> = calls
+            .iter()
+            .map(|c| c["service"].as_str().unwrap())
+            .collect();
+        assert_eq!(order, ["search", "cache", "analytics"]);
+        assert!(calls.iter().all(|c| c["ok"] == true), "{product}");
+        assert!(product["fanout_ms"].as_f64().unwrap() >= 140.0, "{product}");
+    } else {
+        assert_eq!(product["fanout"], "queued", "{product}");
+    }
 
     let (_, stored) = stack.get("product", "/products/1").await;
     assert_eq!(stored["name"], "Quantum Laptop");
-    let (_, found) = stack.get("search", "/search?q=quantum").await;
+    // Sync: all there when it answered; async: each as its consumer gets to it.
+    let found = stack
+        .get_until("search", "/search?q=quantum", |f| f["count"] == 1)
+        .await;
     assert_eq!(found["count"], 1, "{found}");
     assert_eq!(found["results"][0]["product_id"], 1);
+    let dropped = stack
+        .get_until("cache", "/invalidations?product_id=1", |d| {
+            d[0]["entry_existed"] == true
+        })
+        .await;
+    assert_eq!(dropped[0]["entry_existed"], true, "{dropped}");
     let (status, _) = stack.get("cache", "/entries/product:1").await;
     assert_eq!(status, 404, "the product's cache entry was dropped");
-    let (_, dropped) = stack.get("cache", "/invalidations?product_id=1").await;
-    assert_eq!(dropped[0]["entry_existed"], true);
-    let (_, logged) = stack
-        .get("analytics", "/product_updates?product_id=1")
+    let logged = stack
+        .get_until("analytics", "/product_updates?product_id=1", |l| {
+            l[0]["stock"] == 75
+        })
         .await;
-    assert_eq!(logged[0]["name"], "Quantum Laptop");
+    assert_eq!(logged[0]["name"], "Quantum Laptop", "{logged}");
     assert_eq!(logged[0]["stock"], 75);
 
-    // In sequence: each target finished its work before the next one began
-    // (each records its effect after its delay).
-    let indexed = time(&found["results"][0]["indexed_at"]);
-    let invalidated = time(&dropped[0]["invalidated_at"]);
-    let analysed = time(&logged[0]["logged_at"]);
-    assert!(
-        (invalidated - indexed).num_milliseconds() >= 40,
-        "{indexed} {invalidated}"
-    );
-    assert!(
-        (analysed - invalidated).num_milliseconds() >= 40,
-        "{invalidated} {analysed}"
-    );
+    // Sync only: the calls block one after another, so each target finished
+    // its work before the next one began (each records its effect after its
+    // delay). Async consumers take the event side by side, in no order.
+    if MODE == Mode::Sync {
+        let indexed = time(&found["results"][0]["indexed_at"]);
+        let invalidated = time(&dropped[0]["invalidated_at"]);
+        let analysed = time(&logged[0]["logged_at"]);
+        assert!(
+            (invalidated - indexed).num_milliseconds() >= 40,
+            "{indexed} {invalidated}"
+        );
+        assert!(
+            (analysed - invalidated).num_milliseconds() >= 40,
+            "{invalidated} {analysed}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -118,8 +132,6 @@ async fn bad_updates_are_422_and_change_nothing() {
     assert_eq!(logged, json!([]));
 }
 
-// Sync answers; the async counterpart is in `async_scenarios`.
-#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn with_search_down_the_update_stands_and_the_others_still_hear_of_it() {
     let stack = Stack::builder().without("search").start().await;
@@ -128,18 +140,42 @@ async fn with_search_down_the_update_stands_and_the_others_still_hear_of_it() {
         .put("product", "/products/3", json!({"stock": 7}))
         .await;
 
-    assert_eq!(status, 200, "{product}");
-    assert_eq!(product["fanout"][0]["ok"], false);
-    assert!(
-        product["fanout"][0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("unreachable")
-    );
-    assert_eq!(product["fanout"][1]["ok"], true);
-    assert_eq!(product["fanout"][2]["ok"], true);
+    assert_eq!(status, Scenario::Fanout.expected(MODE), "{product}");
+    if MODE == Mode::Sync {
+        // The blocking call to search failed; the others were still made.
+        assert_eq!(product["fanout"][0]["ok"], false);
+        assert!(
+            product["fanout"][0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("unreachable")
+        );
+        assert_eq!(product["fanout"][1]["ok"], true);
+        assert_eq!(product["fanout"][2]["ok"], true);
+    }
+    // Async: nothing calls search; its copy of the event waits in its queue.
+    #[cfg(feature = "async")]
+    {
+        let waiting = lab_tests::eventually(std::time::Duration::from_secs(5), || async {
+            (stack.broker.depth("search.product-changed").await == 1).then_some(())
+        })
+        .await;
+        assert!(waiting.is_some(), "the event waits for search");
+    }
     let (_, stored) = stack.get("product", "/products/3").await;
     assert_eq!(stored["stock"], 7);
+    let dropped = stack
+        .get_until("cache", "/invalidations?product_id=3", |d| {
+            d[0]["product_id"] == 3
+        })
+        .await;
+    assert_eq!(dropped[0]["product_id"], 3, "cache heard of it: {dropped}");
+    let logged = stack
+        .get_until("analytics", "/product_updates?product_id=3", |l| {
+            l[0]["stock"] == 7
+        })
+        .await;
+    assert_eq!(logged[0]["stock"], 7, "analytics heard of it: {logged}");
 }
 
 #[tokio::test]

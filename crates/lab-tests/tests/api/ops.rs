@@ -188,8 +188,10 @@ async fn stopping_a_service_finishes_the_requests_in_flight() {
         .await
         .unwrap()
         .expect("the request in flight was answered");
-    let expected = if cfg!(feature = "async") { 202 } else { 200 };
-    assert_eq!(response.status(), expected);
+    assert_eq!(
+        response.status(),
+        loadgen::scenario::Scenario::Payment.expected(common::MODE)
+    );
     assert!(
         stack
             .http()

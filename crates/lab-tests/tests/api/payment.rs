@@ -1,24 +1,25 @@
-//! Scenario 2: a slow external payment.
-
-// Some tests here are sync-only; their helpers are unused in async mode.
-#![cfg_attr(feature = "async", allow(unused_imports, dead_code))]
+//! Scenario 2: a slow external payment, in both modes: sync answers after
+//! the external call, async at once with the call to follow; either way the
+//! payment ends settled, after its delay, and can be read back.
 
 use std::time::{Duration, Instant};
 
+use common::{MODE, Mode};
 use lab_tests::Stack;
+use loadgen::scenario::Scenario;
 use serde_json::json;
 
-// Sync answers; the async counterpart is in `async_scenarios`.
-#[cfg(not(feature = "async"))]
+use crate::helpers::{status_for, time};
+
 #[tokio::test]
-async fn a_payment_answers_after_the_external_call_and_can_be_read_back() {
+async fn a_payment_is_settled_after_the_external_call_and_can_be_read_back() {
     let stack = Stack::builder()
         .var("PAYMENT_DELAY_MS", "200")
         .start()
         .await;
 
     let started = Instant::now();
-    let (status, paid) = stack
+    let (status, answer) = stack
         .post(
             "payment",
             "/process_payment",
@@ -27,35 +28,36 @@ async fn a_payment_answers_after_the_external_call_and_can_be_read_back() {
         .await;
     let elapsed = started.elapsed();
 
-    assert_eq!(status, 200, "{paid}");
-    assert_eq!(paid["status"], "completed");
+    assert_eq!(status, Scenario::Payment.expected(MODE), "{answer}");
+    assert!(answer["payment_id"].is_string(), "{answer}");
+    let paid = stack.finished(Scenario::Payment, &answer).await;
+    if MODE == Mode::Sync {
+        // The answer waited for the external call's 200 ms and is final.
+        assert!(
+            elapsed >= Duration::from_millis(200),
+            "answered after {elapsed:?}"
+        );
+        assert_eq!(answer, paid, "the answer is the stored payment");
+    } else {
+        assert_eq!(answer["status"], "pending");
+    }
+    assert_eq!(paid["status"], "completed", "{paid}");
     assert!(paid["transaction_id"].as_str().unwrap().starts_with("txn_"));
     assert_eq!(paid["amount"], 100.0);
     assert_eq!(paid["currency"], "USD");
+    assert_eq!(paid["order_id"], 123);
+    let took = time(&paid["completed_at"]) - time(&paid["created_at"]);
     assert!(
-        elapsed >= Duration::from_millis(200),
-        "answered after {elapsed:?}"
+        took.num_milliseconds() >= 200,
+        "the external call took its 200 ms: {took}"
     );
-    let (status, stored) = stack
-        .get(
-            "payment",
-            &format!("/payments/{}", paid["payment_id"].as_str().unwrap()),
-        )
-        .await;
-    assert_eq!(status, 200);
-    assert_eq!(stored["status"], "completed");
-    assert_eq!(stored["transaction_id"], paid["transaction_id"]);
-    assert_eq!(stored["order_id"], 123);
-    assert!(stored["completed_at"].is_string());
 }
 
-// Sync answers; the async counterpart is in `async_scenarios`.
-#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn a_declined_payment_is_402_and_stored_declined() {
     let stack = Stack::start().await;
 
-    let (status, body) = stack
+    let (status, answer) = stack
         .post(
             "payment",
             "/process_payment",
@@ -63,18 +65,14 @@ async fn a_declined_payment_is_402_and_stored_declined() {
         )
         .await;
 
-    assert_eq!(status, 402, "{body}");
-    assert_eq!(body["payment"]["status"], "declined");
-    let (_, stored) = stack
-        .get(
-            "payment",
-            &format!(
-                "/payments/{}",
-                body["payment"]["payment_id"].as_str().unwrap()
-            ),
-        )
-        .await;
-    assert_eq!(stored["status"], "declined");
+    assert_eq!(status, status_for(Scenario::Payment, 402), "{answer}");
+    if MODE == Mode::Sync {
+        assert_eq!(answer["payment"]["status"], "declined");
+    } else {
+        assert_eq!(answer["status"], "pending");
+    }
+    let stored = stack.finished(Scenario::Payment, &answer).await;
+    assert_eq!(stored["status"], "declined", "{stored}");
     assert_eq!(stored["currency"], "EUR");
     assert!(stored["transaction_id"].is_null());
 }
@@ -120,7 +118,9 @@ async fn unknown_and_malformed_payment_ids() {
     assert!(body["detail"].is_string());
 }
 
-// Sync answers; the async counterpart is in `async_scenarios`.
+// Sync only: `SYNC_WORKERS` is the pool of threads blocking calls wait on. In
+// async mode no thread waits on the external call (it is an awaited timer in
+// a payment worker), so there is no pool to fill.
 #[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn with_every_sync_worker_busy_a_request_waits_for_one() {
@@ -136,7 +136,8 @@ async fn with_every_sync_worker_busy_a_request_waits_for_one() {
     let ((s1, _), (s2, _)) = tokio::join!(first, second);
     let elapsed = started.elapsed();
 
-    assert_eq!((s1, s2), (200, 200));
+    let expected = Scenario::Payment.expected(MODE);
+    assert_eq!((s1, s2), (expected, expected));
     // One worker thread: the second external call could only start after the first.
     assert!(
         elapsed >= Duration::from_millis(600),

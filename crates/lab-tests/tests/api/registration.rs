@@ -1,52 +1,71 @@
-//! Scenario 1: registration that waits on an email.
-
-// Some tests here are sync-only; their helpers are unused in async mode.
-#![cfg_attr(feature = "async", allow(unused_imports, dead_code))]
+//! Scenario 1: registration and its welcome email, in both modes: sync
+//! answers once the email was sent, async at once with the email to follow;
+//! either way the user ends with exactly one email, sent after its delay.
 
 use std::time::{Duration, Instant};
 
+use common::{MODE, Mode};
 use lab_tests::Stack;
+use loadgen::scenario::Scenario;
 use serde_json::json;
 
-// Sync answers; the async counterpart is in `async_scenarios`.
-#[cfg(not(feature = "async"))]
+use crate::helpers::time;
+
 #[tokio::test]
-async fn registering_answers_after_the_welcome_email_was_sent() {
+async fn registering_sends_one_welcome_email_after_its_delay() {
     let stack = Stack::builder().var("EMAIL_DELAY_MS", "150").start().await;
 
     let started = Instant::now();
-    let (status, user) = stack
+    let (status, answer) = stack
         .post("user", "/register", json!({"email": "ada@example.com"}))
         .await;
     let elapsed = started.elapsed();
 
-    assert_eq!(status, 201, "{user}");
-    assert_eq!(user["email"], "ada@example.com");
-    assert!(user["id"].as_i64().is_some());
-    assert_eq!(user["email_status"], "sent");
-    // Sync: the answer waited for the email service's 150 ms.
-    assert!(
-        elapsed >= Duration::from_millis(150),
-        "answered after {elapsed:?}"
-    );
+    assert_eq!(status, Scenario::Register.expected(MODE), "{answer}");
+    assert_eq!(answer["email"], "ada@example.com");
+    assert!(answer["id"].as_i64().is_some());
+    let user = stack.finished(Scenario::Register, &answer).await;
+    assert_eq!(user["email_status"], "sent", "{user}");
+    if MODE == Mode::Sync {
+        // The answer waited for the email service's 150 ms and is final. (The
+        // email's `sent_at` is stamped as the simulated SMTP call starts, the
+        // record overlapping the delay, so only the answer shows the wait.)
+        assert!(
+            elapsed >= Duration::from_millis(150),
+            "answered after {elapsed:?}"
+        );
+        assert_eq!(answer, user, "the answer is the stored user");
+    } else {
+        // Accepted before the email went out, saying where to look; the
+        // server's timestamps show the 150 ms the email took afterwards.
+        assert_eq!(answer["email_status"], "pending");
+        assert!(answer["status_url"].is_string(), "{answer}");
+        let waited = time(&user["email_sent_at"]) - time(&user["created_at"]);
+        assert!(
+            waited.num_milliseconds() >= 150,
+            "the email took its 150 ms: {waited}"
+        );
+    }
     let (_, emails) = stack.get("email", "/emails?to=ada@example.com").await;
     assert_eq!(emails["count"], 1);
     assert_eq!(emails["emails"][0]["user_id"], user["id"]);
     assert_eq!(emails["emails"][0]["sent_at"], user["email_sent_at"]);
-    let (status, stored) = stack.get("user", &format!("/users/{}", user["id"])).await;
-    assert_eq!(status, 200);
-    assert_eq!(stored["email_status"], "sent");
+    let (_, emails) = stack
+        .get("email", &format!("/emails?user_id={}", user["id"]))
+        .await;
+    assert_eq!(emails["count"], 1);
+    assert_eq!(emails["emails"][0]["to"], "ada@example.com");
 }
 
-// Sync answers; the async counterpart is in `async_scenarios`.
-#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn a_duplicate_email_is_409_and_sends_nothing_more() {
     let stack = Stack::start().await;
-    let (status, _) = stack
+    let (status, first) = stack
         .post("user", "/register", json!({"email": "bob@example.com"}))
         .await;
-    assert_eq!(status, 201);
+    assert_eq!(status, Scenario::Register.expected(MODE), "{first}");
+    let first = stack.finished(Scenario::Register, &first).await;
+    assert_eq!(first["email_status"], "sent", "{first}");
 
     let (status, body) = stack
         .post("user", "/register", json!({"email": "BOB@example.com"}))
@@ -59,6 +78,13 @@ async fn a_duplicate_email_is_409_and_sends_nothing_more() {
             .unwrap()
             .contains("already registered")
     );
+    // A registration after it is through: an email the duplicate had caused
+    // would have gone out by now.
+    let (_, later) = stack
+        .post("user", "/register", json!({"email": "later@example.com"}))
+        .await;
+    let later = stack.finished(Scenario::Register, &later).await;
+    assert_eq!(later["email_status"], "sent", "{later}");
     let (_, emails) = stack.get("email", "/emails?to=bob@example.com").await;
     assert_eq!(emails["count"], 1);
 }
@@ -81,31 +107,48 @@ async fn an_invalid_email_is_422_and_registers_nobody() {
     assert_eq!(status, 404);
 }
 
-// Sync answers; the async counterpart is in `async_scenarios`.
-#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn with_email_down_the_user_stays_registered_and_the_answer_says_so() {
     let stack = Stack::builder().without("email").start().await;
 
-    let (status, user) = stack
+    let (status, answer) = stack
         .post("user", "/register", json!({"email": "carol@example.com"}))
         .await;
 
-    assert_eq!(status, 201, "{user}");
-    assert_eq!(user["email_status"], "failed");
-    assert!(
-        user["email_error"]
-            .as_str()
-            .unwrap()
-            .contains("unreachable"),
-        "{user}"
-    );
-    let (status, stored) = stack.get("user", &format!("/users/{}", user["id"])).await;
-    assert_eq!(status, 200);
-    assert_eq!(stored["email_status"], "failed");
+    assert_eq!(status, Scenario::Register.expected(MODE), "{answer}");
+    let (status, stored) = stack.get("user", &format!("/users/{}", answer["id"])).await;
+    assert_eq!(status, 200, "the user is registered: {stored}");
+    assert!(stored["email_sent_at"].is_null(), "{stored}");
+    if MODE == Mode::Sync {
+        // The blocking call to email failed; the answer, final, says so.
+        assert_eq!(answer["email_status"], "failed");
+        assert!(
+            answer["email_error"]
+                .as_str()
+                .unwrap()
+                .contains("unreachable"),
+            "{answer}"
+        );
+        assert_eq!(stored["email_status"], "failed");
+    } else {
+        // Nothing calls email: the user's email is pending, its message
+        // waiting in the queue for the email service to come.
+        assert_eq!(answer["email_status"], "pending");
+        assert_eq!(stored["email_status"], "pending");
+        #[cfg(feature = "async")]
+        {
+            let waiting = lab_tests::eventually(Duration::from_secs(5), || async {
+                (stack.broker.depth("email.send").await == 1).then_some(())
+            })
+            .await;
+            assert!(waiting.is_some(), "the email's message waits in email.send");
+        }
+    }
 }
 
-// Sync answers; the async counterpart is in `async_scenarios`.
+// Sync only: `OUTBOUND_TIMEOUT_MS` bounds the blocking call to email. In async
+// mode no request waits on email, so there is nothing to time out; a slow
+// email only makes the user's final state come later.
 #[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn a_slow_email_service_times_out_and_the_user_stays_registered() {
@@ -119,10 +162,49 @@ async fn a_slow_email_service_times_out_and_the_user_stays_registered() {
         .post("user", "/register", json!({"email": "dan@example.com"}))
         .await;
 
-    assert_eq!(status, 201, "{user}");
+    assert_eq!(status, Scenario::Register.expected(MODE), "{user}");
     assert_eq!(user["email_status"], "failed");
     assert!(
         user["email_error"].as_str().unwrap().contains("in time"),
         "{user}"
     );
+}
+
+// Async only: events, and the AMQP properties they travel with, exist only in
+// async mode (the correlation id over HTTP is checked in both, in `ops`).
+#[cfg(feature = "async")]
+#[tokio::test]
+async fn the_request_id_travels_with_every_event_it_causes() {
+    let stack = Stack::start().await;
+    let tap = stack.broker.tap(&["user.registered", "email.sent"]).await;
+
+    let response = stack
+        .http()
+        .post(stack.url("user", "/register"))
+        .header("x-request-id", "trace-async-7")
+        .json(&json!({"email": "traced@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), Scenario::Register.expected(MODE));
+
+    // user -> (user.registered) -> email -> (email.sent) -> user: both hops.
+    let mut seen: Vec<_> = [tap.next().await, tap.next().await]
+        .into_iter()
+        .map(|event| event.expect("both events reach the tap"))
+        .collect();
+    seen.sort();
+    let kinds: Vec<&str> = seen.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["email.sent", "user.registered"]);
+    let now = u64::try_from(chrono::Utc::now().timestamp()).unwrap();
+    for event in &seen {
+        assert_eq!(event.correlation_id, "trace-async-7", "{event:?}");
+        assert_eq!(event.delivery_mode, Some(2), "persistent: {event:?}");
+        assert!(
+            event.timestamp.is_some_and(|t| t.abs_diff(now) < 60),
+            "stamped when published: {event:?}"
+        );
+        uuid::Uuid::parse_str(&event.message_id).expect("a message id");
+    }
+    assert_ne!(seen[0].message_id, seen[1].message_id);
 }

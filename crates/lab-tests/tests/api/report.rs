@@ -1,18 +1,22 @@
-//! Scenario 4: CPU-bound report generation.
+//! Scenario 4: CPU-bound report generation, in both modes: sync answers
+//! with the finished job, async with the queued one; either way the job ends
+//! completed with the hash of its fixed work.
 
+use common::{MODE, Mode};
 use lab_tests::Stack;
+use loadgen::scenario::Scenario;
 use serde_json::json;
 
-// Sync answers; the async counterpart is in `async_scenarios`.
-#[cfg(not(feature = "async"))]
+use crate::helpers::time;
+
 #[tokio::test]
-async fn a_report_answers_with_the_hash_of_its_fixed_work() {
+async fn a_report_ends_with_the_hash_of_its_fixed_work() {
     let stack = Stack::builder()
         .var("REPORT_ITERATIONS", "50000")
         .start()
         .await;
 
-    let (status, report) = stack
+    let (status, answer) = stack
         .post(
             "report",
             "/generate_report",
@@ -20,28 +24,25 @@ async fn a_report_answers_with_the_hash_of_its_fixed_work() {
         )
         .await;
 
-    assert_eq!(status, 200, "{report}");
-    assert_eq!(report["iterations"], 50000);
+    assert_eq!(status, Scenario::Report.expected(MODE), "{answer}");
+    assert!(answer["job_id"].is_string(), "{answer}");
+    let job = stack.finished(Scenario::Report, &answer).await;
+    if MODE == Mode::Sync {
+        assert_eq!(answer, job, "the answer is the finished job");
+    } else {
+        assert_eq!(answer["status"], "queued");
+    }
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["iterations"], 50000);
     assert_eq!(
-        report["report_hash"],
+        job["report_hash"],
         report::work::hash_chain("monthly", 50000)
     );
-    assert!(report["computation_time_seconds"].as_f64().unwrap() > 0.0);
-    assert_eq!(report["status"], "completed");
-    let (status, job) = stack
-        .get(
-            "report",
-            &format!("/jobs/{}", report["job_id"].as_str().unwrap()),
-        )
-        .await;
-    assert_eq!(status, 200);
-    assert_eq!(job["status"], "completed");
-    assert_eq!(job["report_hash"], report["report_hash"]);
-    assert!(job["started_at"].is_string() && job["completed_at"].is_string());
+    assert!(job["computation_time_seconds"].as_f64().unwrap() > 0.0);
+    assert!(time(&job["started_at"]) >= time(&job["created_at"]));
+    assert!(time(&job["completed_at"]) >= time(&job["started_at"]));
 }
 
-// Sync answers; the async counterpart is in `async_scenarios`.
-#[cfg(not(feature = "async"))]
 #[tokio::test]
 async fn without_a_fixed_count_the_work_is_calibrated_to_report_seconds() {
     let stack = Stack::builder()
@@ -50,7 +51,7 @@ async fn without_a_fixed_count_the_work_is_calibrated_to_report_seconds() {
         .start()
         .await;
 
-    let (status, report) = stack
+    let (status, answer) = stack
         .post(
             "report",
             "/generate_report",
@@ -58,11 +59,16 @@ async fn without_a_fixed_count_the_work_is_calibrated_to_report_seconds() {
         )
         .await;
 
-    assert_eq!(status, 200, "{report}");
-    let iterations = report["iterations"].as_u64().unwrap();
-    assert!(iterations > 1000, "{report}");
+    assert_eq!(status, Scenario::Report.expected(MODE), "{answer}");
+    let job = stack.finished(Scenario::Report, &answer).await;
+    if MODE == Mode::Sync {
+        assert_eq!(answer, job, "the answer is the finished job");
+    }
+    assert_eq!(job["status"], "completed", "{job}");
+    let iterations = job["iterations"].as_u64().unwrap();
+    assert!(iterations > 1000, "{job}");
     assert_eq!(
-        report["report_hash"],
+        job["report_hash"],
         report::work::hash_chain("weekly", iterations)
     );
 }

@@ -1,0 +1,95 @@
+//! What the tests of both modes share: reading stock, steps, payments and
+//! timestamps, placing orders at once, and the status an outcome is answered
+//! with.
+
+use chrono::{DateTime, Utc};
+use common::{MODE, Mode};
+use lab_tests::Stack;
+use loadgen::scenario::Scenario;
+use serde_json::Value;
+
+/// A product's `(available, reserved)` as inventory reports it.
+pub async fn stock(stack: &Stack, product: i64) -> (i64, i64) {
+    let (status, s) = stack.get("inventory", &format!("/stock/{product}")).await;
+    assert_eq!(status, 200, "{s}");
+    (
+        s["available"].as_i64().unwrap(),
+        s["reserved"].as_i64().unwrap(),
+    )
+}
+
+/// An order's saga steps as `step:outcome`.
+pub fn steps(order: &Value) -> Vec<String> {
+    order["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}",
+                s["step"].as_str().unwrap(),
+                s["outcome"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// How many payments the payment service stored.
+pub async fn payments(stack: &Stack) -> i64 {
+    let mut db = stack.db().await;
+    sqlx::query_scalar("SELECT count(*) FROM payment_service.payments")
+        .fetch_one(&mut db)
+        .await
+        .unwrap()
+}
+
+/// A timestamp field.
+pub fn time(v: &Value) -> DateTime<Utc> {
+    v.as_str().expect("a timestamp").parse().expect("RFC 3339")
+}
+
+/// The status of an answer whose outcome is not the scenario's normal one.
+/// Sync mode answers with the outcome itself, `sync` (201 for an approved
+/// order, 402 for a declined payment, 409 when stock is short); async mode
+/// accepts every valid request with the table's status and tells the
+/// outcome in the final state.
+pub fn status_for(scenario: Scenario, sync: u16) -> u16 {
+    match MODE {
+        Mode::Sync => sync,
+        Mode::Async => scenario.expected(Mode::Async),
+    }
+}
+
+/// `count` orders with the same body, all sent at once.
+pub async fn place_concurrently(stack: &Stack, count: usize, body: Value) -> Vec<(u16, Value)> {
+    let handles: Vec<_> = (0..count)
+        .map(|_| {
+            let request = stack
+                .http()
+                .post(stack.url("order", "/create_order"))
+                .json(&body)
+                .send();
+            tokio::spawn(async move {
+                let response = request.await.expect("sent");
+                (
+                    response.status().as_u16(),
+                    response.json::<Value>().await.expect("json"),
+                )
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for h in handles {
+        answers.push(h.await.expect("task"));
+    }
+    answers
+}
+
+/// The final state of each order answered, in order.
+pub async fn final_orders(stack: &Stack, answers: &[(u16, Value)]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (_, answer) in answers {
+        out.push(stack.finished(Scenario::Order, answer).await);
+    }
+    out
+}
