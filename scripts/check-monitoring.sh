@@ -152,7 +152,7 @@ for mode in sync async; do
     stack_pid[$mode]=$LAB_PID
 done
 for mode in sync async; do
-    lab_wait "$tmp/$mode.log" "${stack_pid[$mode]}" || { say "the $mode stack did not come up"; exit 1; }
+    lab_wait "$(lab_bin "$mode" debug)" "$tmp/$mode.log" "${stack_pid[$mode]}" || { say "the $mode stack did not come up"; exit 1; }
 done
 say "both stacks are up"
 

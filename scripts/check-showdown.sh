@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The race page in a real browser: both stacks run as `lab up` (debug builds,
-# small delays, throwaway databases, their own broker prefix, each with its
-# launcher's control endpoint), the showdown on a free port, and
+# The race page in a real browser: `lab up --mode both` (debug builds, small
+# delays, throwaway databases, their own broker prefix, each stack with its
+# launcher's control endpoint, the showdown on a free port), and
 # crates/showdown/browser/showdown.test.mjs drives Debian's chromium through
 # playwright-core. Screenshots land in target/showdown-screenshots/.
 set -euo pipefail
@@ -22,29 +22,22 @@ fi
 
 export EMAIL_DELAY_MS=150 PAYMENT_DELAY_MS=300 SEARCH_DELAY_MS=20 CACHE_DELAY_MS=10 ANALYTICS_DELAY_MS=10
 export REPORT_ITERATIONS=10000 RUST_LOG=warn DB_MAX_CONNECTIONS=4 BROKER_PREFIX="showdown-$$"
+SHOWDOWN_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export SHOWDOWN_PORT
 tmp=$(mktemp -d)
-showdown_pid=""
 cleanup() {
-    [ -n "$showdown_pid" ] && lab_stop "$showdown_pid"
     both_stacks_down
     rm -rf "$tmp"
 }
 trap cleanup EXIT
 both_stacks_up "$tmp" showdown || { say "the stacks did not come up"; exit 1; }
-
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-SHOWDOWN_PORT=$port "$(lab_bin sync debug)/showdown" >"$tmp/showdown.log" 2>&1 &
-showdown_pid=$!
-for _ in $(seq 1 40); do
-    curl -sf -o /dev/null "127.0.0.1:$port/health" && break
-    sleep 0.25
-done
-say "both stacks and the showdown (127.0.0.1:$port) are up"
+port=$SHOWDOWN_PORT
+say "both stacks and the showdown (127.0.0.1:$port) are up, as lab up --mode both runs them"
 
 shots=target/showdown-screenshots
 if ! (cd crates/showdown/browser && SHOWDOWN_URL="http://127.0.0.1:$port" SCREENSHOTS="../../../$shots" node --test showdown.test.mjs); then
     say "showdown log:"
-    cat "$tmp/showdown.log"
+    cat "$tmp/both.log"
     exit 1
 fi
 say "screenshots in $shots/"

@@ -83,7 +83,7 @@ for run in "$@"; do
     settle
     lab_up "$bin" "/tmp/measure-$mode.log"
     lab_pid=$LAB_PID
-    lab_wait "/tmp/measure-$mode.log" "$lab_pid"
+    lab_wait "$bin" "/tmp/measure-$mode.log" "$lab_pid"
     settle
     echo
     # shellcheck disable=SC2086 # the arguments are words on purpose

@@ -22,20 +22,16 @@ lab_build() {
 
 # `lab_up <bin dir> <log>`: starts `lab up` in the background (with the
 # environment as exported: DATABASE_URL, BROKER_PREFIX, delays) and sets
-# LAB_PID. `lab_wait <log> <pid>` waits (up to 120 s) until all ten services
-# answer; fails at once if that `lab up` exits.
+# LAB_PID. `lab_wait <bin dir> <log> <pid>` asks the services (`lab status
+# --wait`: every `/ready` 200, up to 120 s); fails at once if that `lab up` exits.
 lab_up() {
     "$1/lab" up >"$2" 2>&1 &
     # shellcheck disable=SC2034 # read by the scripts that source this file
     LAB_PID=$!
 }
 lab_wait() {
-    for _ in $(seq 1 240); do
-        grep -q "10 of 10 services up" "$1" && return 0
-        kill -0 "$2" 2>/dev/null || break
-        sleep 0.5
-    done
-    cat "$1"
+    "$1/lab" status --wait 120 --pid "$3" >/dev/null && return 0
+    cat "$2"
     echo "the stack did not come up (log above)" >&2
     return 1
 }
@@ -64,44 +60,35 @@ delete_queues() {
     done
 }
 
-# `both_stacks_up <dir> <tag>`: builds both modes (debug) and runs the sync
-# and the async stack side by side as `lab up` (the environment as exported),
-# after checking that their ports are free, with databases
-# lab_<tag>_<mode>_<pid> and logs in <dir>; waits until both are up. Sets
-# BOTH_PIDS and BOTH_DBS for `both_stacks_down`, which stops them, drops the
+# `both_stacks_up <dir> <tag>`: builds both modes (debug) and runs
+# `lab up --mode both` (the environment as exported; database
+# lab_<tag>_<pid>, which each stack suffixes with its mode; the race page on
+# $SHOWDOWN_PORT, default 3000), logging to <dir>/both.log; waits until both
+# stacks and the page answer. `both_stacks_down` stops it all, drops the
 # databases and deletes the queues of $BROKER_PREFIX.
 both_stacks_up() {
-    local mode db
-    ports_free || return 1
     lab_build sync debug
     lab_build async debug
-    BOTH_PIDS=()
-    BOTH_DBS=()
-    for mode in sync async; do
-        db="lab_${2}_${mode}_$$"
-        BOTH_DBS+=("$db")
-        DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" lab_up "$(lab_bin "$mode" debug)" "$1/$mode.log"
-        BOTH_PIDS+=("$LAB_PID")
+    BOTH_DB="lab_${2}_$$"
+    DATABASE_URL="postgres://postgres@127.0.0.1:5432/$BOTH_DB" "$(lab_bin sync debug)/lab" up --mode both >"$1/both.log" 2>&1 &
+    BOTH_PID=$!
+    lab_wait "$(lab_bin sync debug)" "$1/both.log" "$BOTH_PID" &&
+        lab_wait "$(lab_bin async debug)" "$1/both.log" "$BOTH_PID" || return 1
+    for _ in $(seq 1 40); do
+        curl -sf -o /dev/null "127.0.0.1:${SHOWDOWN_PORT:-3000}/health" && return 0
+        sleep 0.25
     done
-    lab_wait "$1/sync.log" "${BOTH_PIDS[0]}" && lab_wait "$1/async.log" "${BOTH_PIDS[1]}"
+    cat "$1/both.log"
+    echo "the race page did not come up (log above)" >&2
+    return 1
 }
 both_stacks_down() {
-    local pid db
-    for pid in "${BOTH_PIDS[@]}"; do lab_stop "$pid"; done
-    for db in "${BOTH_DBS[@]}"; do drop_database "$db"; done
+    [ -n "$BOTH_PID" ] && lab_stop "$BOTH_PID"
+    if [ -n "$BOTH_DB" ]; then
+        drop_database "${BOTH_DB}_sync"
+        drop_database "${BOTH_DB}_async"
+    fi
     delete_queues "$BROKER_PREFIX"
 }
-
-# Fails (exit 1) if a port a stack needs is taken: 8000/8100 (launchers) and
-# 8001-8010/8101-8110 (services).
-ports_free() {
-    local port
-    for port in 8000 8100 $(seq 8001 8010) $(seq 8101 8110); do
-        if timeout 1 bash -c ": </dev/tcp/127.0.0.1/$port" 2>/dev/null; then
-            echo "port $port is taken (a stack is running?); stop it first" >&2
-            return 1
-        fi
-    done
-}
-BOTH_PIDS=()
-BOTH_DBS=()
+BOTH_PID=
+BOTH_DB=

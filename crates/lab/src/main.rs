@@ -1,6 +1,7 @@
 //! `lab up`: runs the services of this build's mode as processes of their
 //! own on the contract's ports, against the local Postgres.
 
+mod both;
 mod control;
 mod fleet;
 
@@ -19,6 +20,10 @@ use crate::fleet::Fleet;
 #[derive(Parser)]
 #[command(about = "Runs the sync-vs-async lab locally")]
 struct Cli {
+    /// Which stack: this build's mode (the default), the other one (run by
+    /// its build's `lab`), or both side by side with the race page.
+    #[arg(long, global = true, value_parser = ["sync", "async", "both"])]
+    mode: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -35,7 +40,15 @@ enum Cmd {
         without: Vec<String>,
     },
     /// List the services, their ports and whether they answer.
-    Status,
+    Status {
+        /// Instead: wait up to this many seconds until every service answers
+        /// `/ready` 200 (exit 1 if not).
+        #[arg(long)]
+        wait: Option<u64>,
+        /// With --wait: give up at once when this process (the `lab up`) exits.
+        #[arg(long, requires = "wait")]
+        pid: Option<i32>,
+    },
 }
 
 fn service_name(name: &str) -> Result<String, String> {
@@ -55,9 +68,17 @@ fn service_name(name: &str) -> Result<String, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Cmd::Up { only, without } => up(&only, &without).await,
-        Cmd::Status => status().await,
+    let result = match (cli.mode.as_deref(), cli.command) {
+        (Some(mode), _) if mode != MODE.as_str() => both::other(mode).await,
+        (_, Cmd::Up { only, without }) => up(&only, &without).await,
+        (_, Cmd::Status { wait: None, .. }) => status().await,
+        (
+            _,
+            Cmd::Status {
+                wait: Some(secs),
+                pid,
+            },
+        ) => wait_ready(Duration::from_secs(secs), pid).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,6 +108,36 @@ async fn status() -> anyhow::Result<()> {
         println!("{:<10} {:>5}  {state}", spec.name, spec.port(MODE));
     }
     Ok(())
+}
+
+/// Readiness by asking: every service of this mode answers `/ready` 200.
+async fn wait_ready(within: Duration, pid: Option<i32>) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + within;
+    let mut waiting: Vec<&ServiceSpec> = SERVICES.iter().collect();
+    loop {
+        let mut still = Vec::new();
+        for spec in waiting {
+            let ready = format!("{}/ready", base_url(spec));
+            if common::app::check_health(&ready).await.is_err() {
+                still.push(spec);
+            }
+        }
+        waiting = still;
+        if waiting.is_empty() {
+            println!("lab: all {} {MODE} services ready", SERVICES.len());
+            return Ok(());
+        }
+        if let Some(pid) = pid
+            && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err()
+        {
+            bail!("the lab up (pid {pid}) exited before its services were ready");
+        }
+        if std::time::Instant::now() > deadline {
+            let names: Vec<_> = waiting.iter().map(|s| s.name).collect();
+            bail!("not ready after {within:?}: {}", names.join(", "));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
@@ -164,7 +215,7 @@ async fn fits_in_postgres(services: usize, settings: &Settings) -> anyhow::Resul
 }
 
 /// The service binaries sit next to this one (`target/<profile>/`).
-fn binaries_dir() -> anyhow::Result<PathBuf> {
+pub(crate) fn binaries_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     Ok(exe
         .parent()

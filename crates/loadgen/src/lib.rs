@@ -10,4 +10,15 @@ pub mod drive;
 pub mod exposition;
 pub mod reconcile;
 pub mod scenario;
+pub mod smoke;
+pub mod stack;
 pub mod stats;
+
+/// `--mode` as the command lines take it.
+pub fn parse_mode(s: &str) -> Result<common::Mode, String> {
+    match s {
+        "sync" => Ok(common::Mode::Sync),
+        "async" => Ok(common::Mode::Async),
+        _ => Err("sync or async".into()),
+    }
+}

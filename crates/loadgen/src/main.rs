@@ -34,6 +34,10 @@ enum Cmd {
     /// Every scenario in both modes on fresh stacks, repeated: a report
     /// (index.html, report.md, data.json, SVG plots) that answers the lab's question.
     Compare(loadgen::compare::CompareArgs),
+    /// The one-command path for real: a fresh `lab up` of one build answers
+    /// every scenario as the contract says, stops and starts a service on
+    /// request, finishes what hung-up clients started, and stops on SIGINT.
+    Smoke(loadgen::smoke::SmokeArgs),
     /// Writes a report's index.html, report.md and plots again from its data.json.
     Render {
         /// The report's directory (holding data.json).
@@ -57,7 +61,7 @@ struct RunArgs {
     #[arg(required = true, value_parser = Scenario::parse)]
     scenarios: Vec<Vec<Scenario>>,
     /// Which stack to load: sync (ports 8001-8010) or async (8101-8110).
-    #[arg(long, default_value = "sync", value_parser = parse_mode)]
+    #[arg(long, default_value = "sync", value_parser = loadgen::parse_mode)]
     mode: Mode,
     /// Closed loop: this many concurrent clients.
     #[arg(long, default_value_t = 20)]
@@ -113,20 +117,13 @@ fn parse_share(s: &str) -> Result<f64, String> {
     }
 }
 
-fn parse_mode(s: &str) -> Result<Mode, String> {
-    match s {
-        "sync" => Ok(Mode::Sync),
-        "async" => Ok(Mode::Async),
-        _ => Err("sync or async".into()),
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Cmd::Run(args) => run(args).await,
         Cmd::Memory => memory(),
         Cmd::Compare(args) => loadgen::compare::run(args).await,
+        Cmd::Smoke(args) => loadgen::smoke::run(args).await,
         Cmd::Render { dir, against } => loadgen::compare::render_again(&dir, against.as_deref()),
         Cmd::Readme { data, readme } => loadgen::compare::readme::rewrite(&data, &readme),
     };

@@ -24,7 +24,7 @@ pub struct Infra {
 }
 
 impl Infra {
-    fn database_url(&self, database: &str) -> String {
+    pub fn database_url(&self, database: &str) -> String {
         match self.postgres.rsplit_once('/') {
             Some((server, _)) => format!("{server}/{database}"),
             None => format!("{}/{database}", self.postgres),
@@ -126,17 +126,20 @@ impl Stack {
     }
 
     /// Stops the stack (SIGINT: its services finish what they hold; killed
-    /// after 30 s), drops its database and deletes its queues.
-    pub async fn stop(mut self) {
+    /// after 30 s), drops its database and deletes its queues. Whether it
+    /// stopped by itself, successfully, on the signal.
+    pub async fn stop(mut self) -> bool {
         if let Some(pid) = self.child.id() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGINT);
         }
-        if tokio::time::timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+        let stopped = match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(Ok(status)) => status.success(),
+            Ok(Err(_)) => false,
+            Err(_) => {
+                let _ = self.child.kill().await;
+                false
+            }
+        };
         if let Ok(mut db) = PgConnection::connect(&self.infra.database_url("postgres")).await {
             let _ = sqlx::query(&format!(
                 "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
@@ -150,6 +153,7 @@ impl Stack {
                 .delete_all()
                 .await;
         }
+        stopped
     }
 }
 
@@ -167,7 +171,7 @@ pub fn ports_free(mode: Mode) -> anyhow::Result<()> {
         .is_ok()
         {
             bail!(
-                "port {port} is taken: a {mode} stack is running? `lab-load compare` starts its own; stop it first"
+                "port {port} is taken: a {mode} stack is running? `lab-load compare` and `lab-load smoke` start their own; stop it first"
             );
         }
     }

@@ -10,7 +10,6 @@ pub mod plots;
 pub mod procs;
 pub mod readme;
 pub mod render;
-pub mod stack;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::drive::{Load, Outcome, drive};
 use crate::scenario::Scenario;
+use crate::stack::{self, Infra, Stack};
 use data::{Data, Dist, LoadKind, Records, RunData, Settings};
-use stack::{Infra, Stack};
 
 #[derive(clap::Args, Debug)]
 pub struct CompareArgs {
