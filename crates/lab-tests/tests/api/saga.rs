@@ -5,7 +5,7 @@
 use common::{MODE, Mode};
 use lab_tests::Stack;
 use loadgen::scenario::Scenario;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{final_orders, payments, place_concurrently, status_for, steps, stock};
 
@@ -101,26 +101,28 @@ async fn an_approved_payment_confirms_the_order_and_the_stock_stays_taken() {
     assert_eq!(payment["order_id"], order["id"]);
 }
 
-#[tokio::test]
-async fn an_unknown_product_is_404_without_a_payment() {
-    let stack = Stack::start().await;
-
+/// Places an order inventory refuses and checks what every refusal leaves:
+/// answered (sync) with `sync_status`, the order stored and failed for
+/// `reason`, the refused reservation in its steps, no payment asked for.
+/// Returns the answer for the caller's own checks.
+async fn refused(
+    stack: &Stack,
+    product: i64,
+    quantity: i64,
+    sync_status: u16,
+    reason: &str,
+) -> Value {
     let (status, answer) = stack
         .post(
             "order",
             "/create_order",
-            json!({"product_id": 999, "quantity": 1}),
+            json!({"product_id": product, "quantity": quantity}),
         )
         .await;
-
-    assert_eq!(status, status_for(Scenario::Order, 404), "{answer}");
-    if MODE == Mode::Sync {
-        assert_eq!(answer["detail"]["order_id"], 1);
-    }
+    assert_eq!(status, status_for(Scenario::Order, sync_status), "{answer}");
     let order = stack.finished(Scenario::Order, &answer).await;
-    assert_eq!(order["id"], 1, "the order is stored");
     assert_eq!(order["status"], "failed", "{order}");
-    assert_eq!(order["failure_reason"], "unknown product");
+    assert_eq!(order["failure_reason"], reason);
     assert_eq!(
         steps(&order),
         [
@@ -129,7 +131,21 @@ async fn an_unknown_product_is_404_without_a_payment() {
             "order_failed:done"
         ]
     );
-    assert_eq!(payments(&stack).await, 0, "no payment was asked for");
+    assert_eq!(payments(stack).await, 0, "no payment was asked for");
+    answer
+}
+
+#[tokio::test]
+async fn an_unknown_product_is_404_without_a_payment() {
+    let stack = Stack::start().await;
+
+    let answer = refused(&stack, 999, 1, 404, "unknown product").await;
+
+    if MODE == Mode::Sync {
+        assert_eq!(answer["detail"]["order_id"], 1);
+    }
+    let (_, order) = stack.get("order", "/orders/1").await;
+    assert_eq!(order["id"], 1, "the order is stored");
 }
 
 #[tokio::test]
@@ -139,15 +155,8 @@ async fn not_enough_stock_is_409_without_a_payment() {
         .put("inventory", "/stock/3", json!({"available": 2}))
         .await;
 
-    let (status, answer) = stack
-        .post(
-            "order",
-            "/create_order",
-            json!({"product_id": 3, "quantity": 5}),
-        )
-        .await;
+    let answer = refused(&stack, 3, 5, 409, "not enough stock").await;
 
-    assert_eq!(status, status_for(Scenario::Order, 409), "{answer}");
     if MODE == Mode::Sync {
         assert!(
             answer["detail"]["message"]
@@ -157,18 +166,6 @@ async fn not_enough_stock_is_409_without_a_payment() {
             "{answer}"
         );
     }
-    let order = stack.finished(Scenario::Order, &answer).await;
-    assert_eq!(order["status"], "failed", "{order}");
-    assert_eq!(order["failure_reason"], "not enough stock");
-    assert_eq!(
-        steps(&order),
-        [
-            "order_created:ok",
-            "stock_reserved:refused",
-            "order_failed:done"
-        ]
-    );
-    assert_eq!(payments(&stack).await, 0, "no payment was asked for");
     assert_eq!(stock(&stack, 3).await, (2, 0));
 }
 
