@@ -13,7 +13,6 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::serve::ListenerExt;
 use serde_json::json;
 use sqlx::PgPool;
@@ -25,6 +24,8 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::detach::{self, Detached};
 #[cfg(not(feature = "async"))]
@@ -41,6 +42,9 @@ pub struct ServiceDef {
     pub routes: fn(Ctx, &mut Background) -> Router,
     /// What it consumes in async mode (empty in sync mode).
     pub consumers: &'static [crate::events::Consumer],
+    /// Its OpenAPI document in this build's mode (see [`crate::openapi`]):
+    /// pure, built without a database or broker; served at `/openapi.json`.
+    pub openapi: fn() -> utoipa::openapi::OpenApi,
 }
 
 /// The long-running work a service does besides answering requests (the
@@ -195,7 +199,7 @@ impl Application {
         let mut background = Background::default();
         #[cfg(feature = "async")]
         crate::bus::Bus::start(&ctx, def.consumers, &mut background);
-        let router = with_common_parts((def.routes)(ctx.clone(), &mut background), &ctx);
+        let router = with_common_parts(def, (def.routes)(ctx.clone(), &mut background), &ctx);
         let port = listener.local_addr()?.port();
         Ok(Application {
             listener,
@@ -416,15 +420,23 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown signal received, finishing requests in flight");
 }
 
-/// Adds what every service answers (`/health`, `/ready`, `/metrics`, JSON 404
-/// and 405) and the layers every request passes through.
-fn with_common_parts(routes: Router, ctx: &Ctx) -> Router {
+/// The routes every service answers besides its own, documented in every
+/// service's OpenAPI document ([`crate::openapi::document`]).
+pub(crate) fn common_routes() -> OpenApiRouter<Ctx> {
+    OpenApiRouter::default()
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(render_metrics))
+        .routes(routes!(openapi_json))
+}
+
+/// Adds what every service answers (`/health`, `/ready`, `/metrics`,
+/// `/openapi.json`, JSON 404 and 405) and the layers every request passes through.
+fn with_common_parts(def: &ServiceDef, routes: Router, ctx: &Ctx) -> Router {
     let name = ctx.spec.name;
-    let ops = Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route("/metrics", get(render_metrics))
-        .with_state(ctx.clone());
+    let document = OpenApiJson(Arc::from(crate::openapi::render(&(def.openapi)())));
+    let (ops, _) = common_routes().split_for_parts();
+    let ops = ops.layer(axum::Extension(document)).with_state(ctx.clone());
     routes
         .merge(ops)
         .fallback(not_found)
@@ -458,12 +470,53 @@ fn with_common_parts(routes: Router, ctx: &Ctx) -> Router {
         )
 }
 
+/// The body of `/health`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents a body built with `json!`
+struct Health {
+    /// Always `ok`.
+    #[schema(example = "ok")]
+    status: String,
+    service: String,
+    /// `sync` or `async`.
+    mode: String,
+}
+
+/// The body of `/ready`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents a body built with `json!`
+struct Readiness {
+    /// `ready` or `not ready`.
+    status: String,
+    service: String,
+    /// `sync` or `async`.
+    mode: String,
+    checks: ReadinessChecks,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents a body built with `json!`
+struct ReadinessChecks {
+    /// `ok`, `unreachable` or `timed out`.
+    database: String,
+    /// `connected` or `unreachable`.
+    #[cfg(feature = "async")]
+    broker: String,
+}
+
+/// Alive: 200 while the process lives.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "The process is alive.", body = Health)))]
 async fn health(State(ctx): State<Ctx>) -> Response {
     axum::Json(json!({ "status": "ok", "service": ctx.name(), "mode": MODE.as_str() }))
         .into_response()
 }
 
 /// 200 only when the database answers (and, in async mode, the broker is connected).
+#[utoipa::path(get, path = "/ready", tag = "operations", responses(
+    (status = 200, description = "The database answers (and, in async mode, the broker is connected).", body = Readiness),
+    (status = 503, description = "A dependency the service needs is unreachable; `checks` says which.", body = Readiness),
+))]
 async fn ready(State(ctx): State<Ctx>) -> Response {
     let ping = tokio::time::timeout(
         Duration::from_secs(2),
@@ -501,6 +554,11 @@ async fn ready(State(ctx): State<Ctx>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// The service's Prometheus metrics (docs/metrics.md).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, description = "Prometheus text exposition format 0.0.4.", body = String,
+        content_type = "text/plain; version=0.0.4; charset=utf-8"),
+))]
 async fn render_metrics(State(ctx): State<Ctx>) -> Response {
     let labels = [("service", ctx.name()), ("mode", MODE.as_str())];
     let open = ctx.db.size();
@@ -513,6 +571,21 @@ async fn render_metrics(State(ctx): State<Ctx>) -> Response {
         metrics::render(ctx.name()),
     )
         .into_response()
+}
+
+/// The service's OpenAPI document, rendered once when the service is built.
+#[derive(Clone)]
+struct OpenApiJson(Arc<str>);
+
+/// This OpenAPI document (also committed as `docs/openapi/<service>.<mode>.json`).
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses(
+    (status = 200, description = "The service's OpenAPI 3.1 document for this mode.",
+        body = Object, content_type = "application/json"),
+))]
+async fn openapi_json(
+    axum::Extension(OpenApiJson(document)): axum::Extension<OpenApiJson>,
+) -> Response {
+    ([("content-type", "application/json")], document.to_string()).into_response()
 }
 
 async fn not_found(uri: Uri) -> Error {

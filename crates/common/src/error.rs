@@ -7,9 +7,24 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The body of every error answer whose body the contract does not spell
+/// out otherwise: `{"detail": "..."}`. The OpenAPI documents call it `Error`.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What was wrong, for a person to read (a 5xx says no more than its kind).
+    pub detail: String,
+}
+
+impl ErrorBody {
+    fn json(detail: String) -> Value {
+        serde_json::to_value(ErrorBody { detail }).unwrap_or_default()
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -112,13 +127,13 @@ impl IntoResponse for Error {
             Error::Body { body, .. } => body,
             Error::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "request failed");
-                json!({ "detail": "internal server error" })
+                ErrorBody::json("internal server error".to_owned())
             }
             Error::Unavailable(message) => {
                 tracing::warn!(%message, "dependency unavailable");
-                json!({ "detail": message })
+                ErrorBody::json(message)
             }
-            other => json!({ "detail": other.to_string() }),
+            other => ErrorBody::json(other.to_string()),
         };
         (status, Json(body)).into_response()
     }

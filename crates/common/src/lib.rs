@@ -16,6 +16,7 @@ pub mod extract;
 pub mod inbound;
 pub mod messages;
 pub mod metrics;
+pub mod openapi;
 #[cfg(not(feature = "async"))]
 pub mod outbound;
 pub mod services;
@@ -25,7 +26,7 @@ pub mod workers;
 
 pub use app::{Application, Background, Ctx, ServiceDef};
 pub use config::Settings;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorBody, Result};
 pub use extract::{JsonBody, PathParam, QueryParams};
 pub use services::{MODE, Mode, SERVICES, ServiceSpec};
 

@@ -15,7 +15,7 @@ pub struct SendEmail {
 }
 
 /// email → user: the email went out.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct EmailSent {
     pub id: i64,
     pub to: String,
@@ -25,10 +25,12 @@ pub struct EmailSent {
 }
 
 /// order (or a client) → payment: charge this.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct PaymentRequest {
     pub amount: f64,
+    /// A three-letter ISO 4217 code.
     #[serde(default = "usd")]
+    #[schema(default = "USD", example = "USD")]
     pub currency: String,
     #[serde(default)]
     pub order_id: Option<i64>,
@@ -38,6 +40,7 @@ pub struct PaymentRequest {
     /// Async mode: the stored payment this event asks to settle. Absent when
     /// the order saga asks for a payment, which is then created from the event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     pub payment_id: Option<Uuid>,
 }
 
@@ -57,7 +60,7 @@ pub struct PaymentResult {
 }
 
 /// product → search, cache, analytics: a product changed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ProductChanged {
     pub product_id: i64,
     pub name: String,
@@ -75,7 +78,7 @@ pub struct Reserve {
 }
 
 /// inventory → order: the state of an order's reservation.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Reservation {
     pub order_id: i64,
     pub product_id: Option<i64>,
@@ -88,7 +91,7 @@ pub struct Reservation {
 
 /// Why inventory held no stock for an order. Travels as the `refusal` field of
 /// inventory's 404/409 body (sync) and inside [`StockRefused`] (async).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RefusalKind {
     UnknownProduct,

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use common::inbound::Interaction;
 use common::messages::ProductChanged;
@@ -16,12 +15,16 @@ use common::{Background, Ctx, JsonBody, QueryParams, Result, ServiceDef};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::ANALYTICS,
     migrator: &MIGRATOR,
     routes,
     consumers: seam::CONSUMERS,
+    openapi,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -33,27 +36,62 @@ struct AppState {
     clicks: seam::Clicks,
 }
 
-fn routes(ctx: Ctx, background: &mut Background) -> Router {
-    let clicks = seam::Clicks::new(&ctx, background);
-    Router::new()
-        .route("/track_click", post(track_click))
-        .route("/clicks/stats", get(click_stats))
-        .route(
-            "/product_updates",
-            post(log_update_handler).get(list_updates),
-        )
-        .with_state(AppState { ctx, clicks })
+/// The service's routes, each registered with its documentation.
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(track_click))
+        .routes(routes!(click_stats))
+        .routes(routes!(log_update_handler, list_updates))
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+fn routes(ctx: Ctx, background: &mut Background) -> Router {
+    let clicks = seam::Clicks::new(&ctx, background);
+    let (router, _) = api().split_for_parts();
+    router.with_state(AppState { ctx, clicks })
+}
+
+/// The service's OpenAPI document in this build's mode.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    common::openapi::document(&common::services::ANALYTICS, api())
+}
+
+common::openapi_tests!(crate::SERVICE, crate::api());
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate, ToSchema)]
 pub struct Click {
+    /// 0 or more.
     #[garde(range(min = 0))]
     pub user_id: i64,
+    /// 1 to 200 characters.
     #[garde(length(min = 1, max = 200))]
     pub page: String,
 }
 
+/// The answer to a tracked click: `{"status": "tracked"}`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the body `track_click` builds
+struct Tracked {
+    /// Always `tracked`.
+    #[schema(example = "tracked")]
+    status: String,
+}
+
 /// Scenario 6: 200 `{"status": "tracked"}` once the click is durable.
+#[cfg_attr(not(feature = "async"), utoipa::path(post, path = "/track_click", tag = "analytics",
+    request_body = Click,
+    responses(
+        (status = 200, description = "Tracked: the click's INSERT is committed.", body = Tracked),
+        (status = 422, description = "`user_id` is negative, or `page` is empty or longer than 200 characters.", body = common::ErrorBody),
+    ),
+))]
+#[cfg_attr(feature = "async", utoipa::path(post, path = "/track_click", tag = "analytics",
+    request_body = Click,
+    responses(
+        (status = 200, description = "Tracked: the broker confirmed the click's message; a consumer stores it in a batch.", body = Tracked),
+        (status = 422, description = "`user_id` is negative, or `page` is empty or longer than 200 characters.", body = common::ErrorBody),
+        (status = 503, description = "The broker did not confirm the click (unreachable, or the service is stopping).", body = common::ErrorBody),
+    ),
+))]
 async fn track_click(
     State(ctx): State<Ctx>,
     State(clicks): State<seam::Clicks>,
@@ -64,12 +102,18 @@ async fn track_click(
     Ok(axum::Json(json!({ "status": "tracked" })))
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ClickStats {
+    /// Clicks stored.
     pub total: i64,
+    /// Clicks stored, by page.
     pub pages: BTreeMap<String, i64>,
 }
 
+/// How many clicks are stored, in all and by page.
+#[utoipa::path(get, path = "/clicks/stats", tag = "analytics",
+    responses((status = 200, description = "The counts.", body = ClickStats)),
+)]
 async fn click_stats(State(ctx): State<Ctx>) -> Result<axum::Json<ClickStats>> {
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT page, count(*) FROM clicks GROUP BY page")
@@ -81,7 +125,7 @@ async fn click_stats(State(ctx): State<Ctx>) -> Result<axum::Json<ClickStats>> {
     }))
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct ProductUpdate {
     pub id: i64,
     pub product_id: i64,
@@ -90,6 +134,11 @@ pub struct ProductUpdate {
     pub logged_at: DateTime<Utc>,
 }
 
+/// Logs a product update (sync mode's fan-out calls it; also served in async mode).
+#[utoipa::path(post, path = "/product_updates", tag = "analytics",
+    request_body = ProductChanged,
+    responses((status = 200, description = "Logged, after `ANALYTICS_DELAY_MS`.", body = ProductUpdate)),
+)]
 async fn log_update_handler(
     State(ctx): State<Ctx>,
     JsonBody(change): JsonBody<ProductChanged>,
@@ -124,11 +173,18 @@ async fn store_update<'e>(
     Ok(row)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct UpdatesQuery {
+    /// Only this product's updates.
     product_id: Option<i64>,
 }
 
+/// The log of product updates, newest first (at most 1000).
+#[utoipa::path(get, path = "/product_updates", tag = "analytics",
+    params(UpdatesQuery),
+    responses((status = 200, description = "The updates, newest first.", body = Vec<ProductUpdate>)),
+)]
 async fn list_updates(
     State(ctx): State<Ctx>,
     QueryParams(q): QueryParams<UpdatesQuery>,

@@ -5,37 +5,52 @@ mod seam;
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use common::inbound::Interaction;
 use common::messages::ProductChanged;
 use common::{Background, Ctx, Error, JsonBody, PathParam, QueryParams, Result, ServiceDef};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::CACHE,
     migrator: &MIGRATOR,
     routes,
     consumers: seam::CONSUMERS,
+    openapi,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-fn routes(ctx: Ctx, _: &mut Background) -> Router {
-    Router::new()
-        .route("/invalidate", post(invalidate_handler))
-        .route("/invalidations", get(invalidations))
-        .route("/entries/{key}", get(get_entry).put(put_entry))
-        .with_state(ctx)
+/// The service's routes, each registered with its documentation.
+fn api() -> OpenApiRouter<Ctx> {
+    OpenApiRouter::default()
+        .routes(routes!(invalidate_handler))
+        .routes(routes!(invalidations))
+        .routes(routes!(get_entry, put_entry))
 }
+
+fn routes(ctx: Ctx, _: &mut Background) -> Router {
+    let (router, _) = api().split_for_parts();
+    router.with_state(ctx)
+}
+
+/// The service's OpenAPI document in this build's mode.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    common::openapi::document(&common::services::CACHE, api())
+}
+
+common::openapi_tests!(crate::SERVICE, crate::api());
 
 /// The cache key of a product.
 pub fn product_key(product_id: i64) -> String {
     format!("product:{product_id}")
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct Invalidation {
     pub id: i64,
     pub product_id: i64,
@@ -44,6 +59,12 @@ pub struct Invalidation {
     pub invalidated_at: DateTime<Utc>,
 }
 
+/// Drops a changed product's entry and logs it (sync mode's fan-out calls it;
+/// also served in async mode).
+#[utoipa::path(post, path = "/invalidate", tag = "cache",
+    request_body = ProductChanged,
+    responses((status = 200, description = "Invalidated, after `CACHE_DELAY_MS`.", body = Invalidation)),
+)]
 async fn invalidate_handler(
     State(ctx): State<Ctx>,
     JsonBody(change): JsonBody<ProductChanged>,
@@ -80,11 +101,18 @@ async fn drop_entry<'e>(
     Ok(row)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct InvalidationQuery {
+    /// Only this product's invalidations.
     product_id: Option<i64>,
 }
 
+/// The invalidation log, newest first (at most 1000).
+#[utoipa::path(get, path = "/invalidations", tag = "cache",
+    params(InvalidationQuery),
+    responses((status = 200, description = "The invalidations, newest first.", body = Vec<Invalidation>)),
+)]
 async fn invalidations(
     State(ctx): State<Ctx>,
     QueryParams(q): QueryParams<InvalidationQuery>,
@@ -99,18 +127,28 @@ async fn invalidations(
     Ok(axum::Json(rows))
 }
 
-#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 struct Entry {
     key: String,
+    /// Any JSON value.
     value: Value,
     updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 struct PutEntry {
+    /// Any JSON value.
     value: Value,
 }
 
+/// One cache entry.
+#[utoipa::path(get, path = "/entries/{key}", tag = "cache",
+    params(("key" = String, Path, description = "The entry's key, e.g. `product:1`.")),
+    responses(
+        (status = 200, description = "The entry.", body = Entry),
+        (status = 404, description = "No entry has this key (a product's entry is dropped when it changes).", body = common::ErrorBody),
+    ),
+)]
 async fn get_entry(
     State(ctx): State<Ctx>,
     PathParam(key): PathParam<String>,
@@ -123,6 +161,15 @@ async fn get_entry(
         .ok_or_else(|| Error::not_found(format!("cache entry {key}")))
 }
 
+/// Sets an entry.
+#[utoipa::path(put, path = "/entries/{key}", tag = "cache",
+    params(("key" = String, Path, description = "The entry's key, at most 200 characters.")),
+    request_body = PutEntry,
+    responses(
+        (status = 200, description = "The entry as stored.", body = Entry),
+        (status = 422, description = "The key is longer than 200 characters.", body = common::ErrorBody),
+    ),
+)]
 async fn put_entry(
     State(ctx): State<Ctx>,
     PathParam(key): PathParam<String>,

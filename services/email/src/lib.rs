@@ -3,42 +3,68 @@
 
 mod seam;
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use common::inbound::Interaction;
 use common::messages::{EmailSent, SendEmail};
 use common::{Background, Ctx, JsonBody, QueryParams, Result, ServiceDef};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::EMAIL,
     migrator: &MIGRATOR,
     routes,
     consumers: seam::CONSUMERS,
+    openapi,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-fn routes(ctx: Ctx, _: &mut Background) -> axum::Router {
-    Router::new()
-        .route("/send", post(send_handler))
-        .route("/emails", get(list))
-        .with_state(ctx)
+/// The service's routes, each registered with its documentation.
+fn api() -> OpenApiRouter<Ctx> {
+    OpenApiRouter::default()
+        .routes(routes!(send_handler))
+        .routes(routes!(list))
 }
 
-#[derive(Debug, Deserialize, Validate)]
+fn routes(ctx: Ctx, _: &mut Background) -> axum::Router {
+    let (router, _) = api().split_for_parts();
+    router.with_state(ctx)
+}
+
+/// The service's OpenAPI document in this build's mode.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    common::openapi::document(&common::services::EMAIL, api())
+}
+
+common::openapi_tests!(crate::SERVICE, crate::api());
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 struct SendRequest {
+    /// A valid email address.
     #[garde(email)]
     to: String,
+    /// 1 to 200 characters.
     #[garde(length(min = 1, max = 200))]
     subject: String,
+    /// The user the email is for, if any.
     #[garde(skip)]
     user_id: Option<i64>,
 }
 
+/// Sends an email through the simulated SMTP server (`EMAIL_DELAY_MS`) and
+/// records it; answers when it is sent.
+#[utoipa::path(post, path = "/send", tag = "email",
+    request_body = SendRequest,
+    responses(
+        (status = 200, description = "The email was sent.", body = EmailSent),
+        (status = 422, description = "`to` is not a valid address, or `subject` is empty or longer than 200 characters.", body = common::ErrorBody),
+    ),
+)]
 async fn send_handler(
     State(ctx): State<Ctx>,
     JsonBody(req): JsonBody<SendRequest>,
@@ -82,13 +108,16 @@ async fn record<'e>(db: impl sqlx::PgExecutor<'e>, email: SendEmail) -> Result<E
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only the emails to this address (case-insensitive).
     to: Option<String>,
+    /// Only the emails for this user.
     user_id: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct EmailList {
     count: usize,
     emails: Vec<EmailSent>,
@@ -104,6 +133,10 @@ struct EmailRow {
 }
 
 /// The emails sent, newest first, optionally to one address or user (at most 1000).
+#[utoipa::path(get, path = "/emails", tag = "email",
+    params(ListQuery),
+    responses((status = 200, description = "The emails sent, newest first.", body = EmailList)),
+)]
 async fn list(
     State(ctx): State<Ctx>,
     QueryParams(q): QueryParams<ListQuery>,

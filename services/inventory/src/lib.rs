@@ -9,31 +9,56 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use common::messages::{RefusalKind, Reservation, Reserve};
-use common::{Background, Ctx, Error, JsonBody, PathParam, Result, ServiceDef};
+use common::{Background, Ctx, Error, ErrorBody, JsonBody, PathParam, Result, ServiceDef};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use sqlx::{Acquire, PgConnection};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::INVENTORY,
     migrator: &MIGRATOR,
     routes,
     consumers: seam::CONSUMERS,
+    openapi,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
+/// The service's routes, each registered with its documentation.
+fn api() -> OpenApiRouter<Ctx> {
+    OpenApiRouter::default()
+        .routes(routes!(reserve_handler))
+        .routes(routes!(get_reservation))
+        .routes(routes!(release_handler))
+        .routes(routes!(commit_handler))
+        .routes(routes!(get_stock, put_stock))
+}
+
 fn routes(ctx: Ctx, _: &mut Background) -> Router {
-    Router::new()
-        .route("/reservations", post(reserve_handler))
-        .route("/reservations/{order_id}", get(get_reservation))
-        .route("/reservations/{order_id}/release", post(release_handler))
-        .route("/reservations/{order_id}/commit", post(commit_handler))
-        .route("/stock/{product_id}", get(get_stock).put(put_stock))
-        .with_state(ctx)
+    let (router, _) = api().split_for_parts();
+    router.with_state(ctx)
+}
+
+/// The service's OpenAPI document in this build's mode.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    common::openapi::document(&common::services::INVENTORY, api())
+}
+
+common::openapi_tests!(crate::SERVICE, crate::api());
+
+/// A refused reservation or close.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the body `From<Refusal>` builds
+struct Refused {
+    /// Why, with the numbers (e.g. `not enough stock: 3 available`).
+    detail: String,
+    /// The kind of refusal; absent when the order already holds a different reservation.
+    refusal: Option<RefusalKind>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -106,16 +131,31 @@ impl From<Refusal> for Error {
 /// A reservation made (or found, `false`), or refused and why.
 pub type Reserved = std::result::Result<(Reservation, bool), Refusal>;
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 struct ReserveRequest {
+    /// 1 or more; one reservation per order.
     #[garde(range(min = 1))]
     order_id: i64,
+    /// 1 or more.
     #[garde(range(min = 1))]
     product_id: i64,
+    /// 1 or more.
     #[garde(range(min = 1))]
     quantity: i32,
 }
 
+/// Holds stock for an order (the saga's first step); asking again for the
+/// same order returns its reservation.
+#[utoipa::path(post, path = "/reservations", tag = "inventory",
+    request_body = ReserveRequest,
+    responses(
+        (status = 201, description = "Reserved: the units left `available` for `reserved`.", body = Reservation),
+        (status = 200, description = "The order already holds this reservation; nothing more is held.", body = Reservation),
+        (status = 404, description = "No stock row for the product (`refusal: \"unknown_product\"`).", body = Refused),
+        (status = 409, description = "Not enough stock (`not_enough_stock`), the order's reservation already released (`order_closed`), or the order already holds a different reservation (no `refusal`).", body = Refused),
+        (status = 422, description = "An id or the quantity below 1.", body = ErrorBody),
+    ),
+)]
 async fn reserve_handler(
     State(ctx): State<Ctx>,
     JsonBody(req): JsonBody<ReserveRequest>,
@@ -220,6 +260,15 @@ async fn fetch(conn: &mut PgConnection, order_id: i64) -> Result<Option<Row>> {
     )
 }
 
+/// Compensation: returns exactly what the order reserved, once; an order that
+/// reserved nothing gets a tombstone, so a late reservation is refused.
+#[utoipa::path(post, path = "/reservations/{order_id}/release", tag = "inventory",
+    params(("order_id" = i64, Path, description = "The order's id.")),
+    responses(
+        (status = 200, description = "Released (`released_quantity` is what this call returned to stock; 0 when asked again).", body = Reservation),
+        (status = 409, description = "The reservation was committed (`refusal: \"order_closed\"`).", body = Refused),
+    ),
+)]
 async fn release_handler(
     State(ctx): State<Ctx>,
     PathParam(order_id): PathParam<i64>,
@@ -229,6 +278,15 @@ async fn release_handler(
     ))
 }
 
+/// The order is paid: the reserved units leave the stock for good. Idempotent.
+#[utoipa::path(post, path = "/reservations/{order_id}/commit", tag = "inventory",
+    params(("order_id" = i64, Path, description = "The order's id.")),
+    responses(
+        (status = 200, description = "Committed (also when asked again).", body = Reservation),
+        (status = 404, description = "The order holds no reservation.", body = ErrorBody),
+        (status = 409, description = "The reservation was released (`refusal: \"order_closed\"`).", body = Refused),
+    ),
+)]
 async fn commit_handler(
     State(ctx): State<Ctx>,
     PathParam(order_id): PathParam<i64>,
@@ -334,6 +392,14 @@ async fn close(conn: &mut PgConnection, order_id: i64, how: Close) -> Result<Res
     .view(released))
 }
 
+/// An order's reservation.
+#[utoipa::path(get, path = "/reservations/{order_id}", tag = "inventory",
+    params(("order_id" = i64, Path, description = "The order's id.")),
+    responses(
+        (status = 200, description = "The reservation (`reserved`, `committed` or `released`).", body = Reservation),
+        (status = 404, description = "The order holds no reservation.", body = ErrorBody),
+    ),
+)]
 async fn get_reservation(
     State(ctx): State<Ctx>,
     PathParam(order_id): PathParam<i64>,
@@ -348,7 +414,7 @@ async fn get_reservation(
     .ok_or_else(|| Error::not_found(format!("reservation of order {order_id}")))
 }
 
-#[derive(Debug, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct Stock {
     pub product_id: i64,
     pub available: i32,
@@ -356,6 +422,14 @@ pub struct Stock {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A product's stock: available and reserved units.
+#[utoipa::path(get, path = "/stock/{product_id}", tag = "inventory",
+    params(("product_id" = i64, Path, description = "The product's id.")),
+    responses(
+        (status = 200, description = "The stock.", body = Stock),
+        (status = 404, description = "No stock row for the product.", body = ErrorBody),
+    ),
+)]
 async fn get_stock(
     State(ctx): State<Ctx>,
     PathParam(product_id): PathParam<i64>,
@@ -370,14 +444,23 @@ async fn get_stock(
     .ok_or_else(|| Error::not_found(format!("stock of product {product_id}")))
 }
 
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 struct PutStock {
+    /// 0 or more.
     #[garde(range(min = 0))]
     available: i32,
 }
 
 /// Sets the units available for a product (creating its stock row): how a
 /// user or a test prepares a scenario, e.g. 10 in stock for 50 orders.
+#[utoipa::path(put, path = "/stock/{product_id}", tag = "inventory",
+    params(("product_id" = i64, Path, description = "The product's id, 1 or more.")),
+    request_body = PutStock,
+    responses(
+        (status = 200, description = "The stock as set.", body = Stock),
+        (status = 422, description = "`available` below 0, or the product id below 1.", body = ErrorBody),
+    ),
+)]
 async fn put_stock(
     State(ctx): State<Ctx>,
     PathParam(product_id): PathParam<i64>,

@@ -17,11 +17,15 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use common::{Background, Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
+use common::{
+    Background, Ctx, Delivery, Error, ErrorBody, JsonBody, PathParam, Result, ServiceDef,
+};
 use garde::Validate;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use anyhow::anyhow;
 use common::messages::RefusalKind;
@@ -32,22 +36,37 @@ pub static SERVICE: ServiceDef = ServiceDef {
     migrator: &MIGRATOR,
     routes,
     consumers: seam::CONSUMERS,
+    openapi,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 fn routes(ctx: Ctx, background: &mut Background) -> Router {
     seam::background(&ctx, background);
-    Router::new()
-        .route("/create_order", post(create_order))
-        .route("/orders/{id}", get(get_order))
-        .with_state(ctx)
+    let (router, _) = api().split_for_parts();
+    router.with_state(ctx)
 }
 
-#[derive(Debug, Deserialize, Validate)]
+/// The service's routes, each registered with its documentation.
+fn api() -> OpenApiRouter<Ctx> {
+    OpenApiRouter::default()
+        .routes(routes!(create_order))
+        .routes(routes!(get_order))
+}
+
+/// The service's OpenAPI document in this build's mode.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    common::openapi::document(&common::services::ORDER, api())
+}
+
+common::openapi_tests!(crate::SERVICE, crate::api());
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 struct CreateOrder {
+    /// 1 or more.
     #[garde(range(min = 1))]
     product_id: i64,
+    /// 1 to 1000000.
     #[garde(range(min = 1, max = 1_000_000))]
     quantity: i32,
     /// Take the saga's happy path: the payment is approved instead of declined.
@@ -56,9 +75,66 @@ struct CreateOrder {
     approve_payment: bool,
 }
 
+/// An order with its saga's steps.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the body `saga::view` builds
+struct OrderView {
+    #[serde(flatten)]
+    order: Order,
+    amount: f64,
+    /// Every step of the saga, in order, with its time.
+    steps: Vec<saga::Step>,
+    /// `/orders/{id}`.
+    status_url: String,
+}
+
+/// A saga that failed within the request.
+#[cfg(not(feature = "async"))]
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the body `failure` builds
+struct OrderFailed {
+    detail: SagaFailure,
+}
+
+#[cfg(not(feature = "async"))]
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the body `failure` builds
+struct SagaFailure {
+    message: String,
+    order_id: i64,
+    product_id: i64,
+    /// The order's `failure_reason`, e.g. `payment declined`.
+    reason: Option<String>,
+    /// The reserved stock was released.
+    compensation_executed: bool,
+    /// The release is still to be done: the service retries it.
+    compensation_pending: bool,
+    status: saga::Status,
+    steps: Vec<saga::Step>,
+    status_url: String,
+}
+
 /// Scenario 5. Sync: 201 when approved, else the failure's status (see
 /// [`failure_status`]) with the compensation's details. Async: 202 with the
 /// pending order.
+#[cfg_attr(not(feature = "async"), utoipa::path(post, path = "/create_order", tag = "order",
+    request_body = CreateOrder,
+    responses(
+        (status = 201, description = "Approved (`approve_payment: true`): stock reserved, payment completed, order `confirmed`.", body = OrderView),
+        (status = 400, description = "The payment was declined (by design without `approve_payment`); the reserved stock was released (`compensation_executed`) and the order `failed`.", body = OrderFailed),
+        (status = 404, description = "Inventory knows no such product; the order `failed`.", body = OrderFailed),
+        (status = 409, description = "Not enough stock (no payment attempted), or the order's reservation was already closed; the order `failed`.", body = OrderFailed),
+        (status = 422, description = "`product_id` below 1, or `quantity` not 1 to 1000000.", body = ErrorBody),
+        (status = 503, description = "Inventory or payment was unavailable (down or timing out), or the saga was interrupted; the order `failed`, reserved stock released or its release pending (`compensation_pending`).", body = OrderFailed),
+    ),
+))]
+#[cfg_attr(feature = "async", utoipa::path(post, path = "/create_order", tag = "order",
+    request_body = CreateOrder,
+    responses(
+        (status = 202, description = "The order is `pending`; its saga runs by events (`status_url` shows it end `confirmed` or `failed`).", body = OrderView),
+        (status = 422, description = "`product_id` below 1, or `quantity` not 1 to 1000000.", body = ErrorBody),
+    ),
+))]
 async fn create_order(
     State(ctx): State<Ctx>,
     JsonBody(req): JsonBody<CreateOrder>,
@@ -149,6 +225,14 @@ async fn failure(ctx: &Ctx, status: StatusCode, order: &Order, message: &str) ->
     })
 }
 
+/// An order with every step of its saga.
+#[utoipa::path(get, path = "/orders/{id}", tag = "order",
+    params(("id" = i64, Path, description = "The order's id.")),
+    responses(
+        (status = 200, description = "The order.", body = OrderView),
+        (status = 404, description = "No order has this id.", body = ErrorBody),
+    ),
+)]
 async fn get_order(
     State(ctx): State<Ctx>,
     PathParam(id): PathParam<i64>,

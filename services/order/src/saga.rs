@@ -23,7 +23,7 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 /// Where an order's saga is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Pending,
@@ -242,7 +242,7 @@ pub struct Transition {
     pub command: Option<Command>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Order {
     pub id: i64,
     pub product_id: i64,
@@ -252,6 +252,7 @@ pub struct Order {
     pub approve_payment: bool,
     #[sqlx(try_from = "String")]
     pub status: Status,
+    /// Why it failed, e.g. `payment declined`.
     pub failure_reason: Option<String>,
     pub payment_id: Option<Uuid>,
     pub followup: Option<String>,
@@ -420,7 +421,7 @@ pub async fn apply<'e>(db: impl PgExecutor<'e>, order: &Order, t: &Transition) -
     .await?)
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Step {
     pub step: String,
     pub outcome: String,

@@ -9,12 +9,16 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use common::messages::PaymentRequest;
-use common::{Background, Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
+use common::{
+    Background, Ctx, Delivery, Error, ErrorBody, JsonBody, PathParam, Result, ServiceDef,
+};
 use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 pub static SERVICE: ServiceDef = ServiceDef {
@@ -22,18 +26,31 @@ pub static SERVICE: ServiceDef = ServiceDef {
     migrator: &MIGRATOR,
     routes,
     consumers: seam::CONSUMERS,
+    openapi,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-fn routes(ctx: Ctx, _: &mut Background) -> Router {
-    Router::new()
-        .route("/process_payment", post(process_payment))
-        .route("/payments/{id}", get(get_payment))
-        .with_state(ctx)
+/// The service's routes, each registered with its documentation.
+fn api() -> OpenApiRouter<Ctx> {
+    OpenApiRouter::default()
+        .routes(routes!(process_payment))
+        .routes(routes!(get_payment))
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+fn routes(ctx: Ctx, _: &mut Background) -> Router {
+    let (router, _) = api().split_for_parts();
+    router.with_state(ctx)
+}
+
+/// The service's OpenAPI document in this build's mode.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    common::openapi::document(&common::services::PAYMENT, api())
+}
+
+common::openapi_tests!(crate::SERVICE, crate::api());
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Payment {
     #[serde(rename = "payment_id")]
     pub id: Uuid,
@@ -41,6 +58,7 @@ pub struct Payment {
     #[serde(skip)]
     pub amount_cents: i64,
     pub currency: String,
+    /// `pending`, then `completed` or `declined`.
     pub status: String,
     #[serde(skip)]
     pub force_decline: bool,
@@ -48,6 +66,27 @@ pub struct Payment {
     pub decline_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A payment as the service shows it.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the body `Payment::body` builds
+struct PaymentView {
+    #[serde(flatten)]
+    payment: Payment,
+    amount: f64,
+    /// `/payments/{payment_id}`.
+    status_url: String,
+}
+
+/// A declined payment (sync mode's 402).
+#[cfg(not(feature = "async"))]
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the body `process_payment` builds
+struct PaymentDeclined {
+    /// `payment declined`.
+    detail: String,
+    payment: PaymentView,
 }
 
 impl Payment {
@@ -87,6 +126,21 @@ fn currency(code: &str) -> Result<String> {
 
 /// Scenario 2. Sync: 200 after the external call with `transaction_id`
 /// (402 when declined). Async: 202 with `payment_id`, status `pending`.
+#[cfg_attr(not(feature = "async"), utoipa::path(post, path = "/process_payment", tag = "payment",
+    request_body = PaymentRequest,
+    responses(
+        (status = 200, description = "The external call (`PAYMENT_DELAY_MS`) completed the payment (`status: \"completed\"`, `transaction_id`).", body = PaymentView),
+        (status = 402, description = "Declined, as asked with `force_decline`; the payment is stored `declined`.", body = PaymentDeclined),
+        (status = 422, description = "`amount` is not positive, below 1000000000 with at most two decimals, or `currency` is not a three-letter code.", body = ErrorBody),
+    ),
+))]
+#[cfg_attr(feature = "async", utoipa::path(post, path = "/process_payment", tag = "payment",
+    request_body = PaymentRequest,
+    responses(
+        (status = 202, description = "Stored `pending`; a payment worker makes the external call (`status_url` turns `completed` or `declined`).", body = PaymentView),
+        (status = 422, description = "`amount` is not positive, below 1000000000 with at most two decimals, or `currency` is not a three-letter code.", body = ErrorBody),
+    ),
+))]
 async fn process_payment(
     State(ctx): State<Ctx>,
     JsonBody(req): JsonBody<PaymentRequest>,
@@ -170,6 +224,14 @@ pub async fn settle(conn: &mut sqlx::PgConnection, payment: &Payment) -> Result<
     Ok(settled)
 }
 
+/// A payment: `pending` during the external call, then `completed` or `declined`.
+#[utoipa::path(get, path = "/payments/{id}", tag = "payment",
+    params(("id" = Uuid, Path, description = "The payment's id (`payment_id`).")),
+    responses(
+        (status = 200, description = "The payment.", body = PaymentView),
+        (status = 404, description = "No payment has this id.", body = ErrorBody),
+    ),
+)]
 async fn get_payment(
     State(ctx): State<Ctx>,
     PathParam(id): PathParam<Uuid>,

@@ -6,13 +6,17 @@ mod seam;
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
 use chrono::{DateTime, Utc};
 use common::messages::ProductChanged;
-use common::{Background, Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
+use common::{
+    Background, Ctx, Delivery, Error, ErrorBody, JsonBody, PathParam, Result, ServiceDef,
+};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use seam::FanoutCall;
 
@@ -21,18 +25,31 @@ pub static SERVICE: ServiceDef = ServiceDef {
     migrator: &MIGRATOR,
     routes,
     consumers: &[],
+    openapi,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-fn routes(ctx: Ctx, _: &mut Background) -> Router {
-    Router::new()
-        .route("/products", get(list))
-        .route("/products/{id}", get(get_product).put(update))
-        .with_state(ctx)
+/// The service's routes, each registered with its documentation.
+fn api() -> OpenApiRouter<Ctx> {
+    OpenApiRouter::default()
+        .routes(routes!(list))
+        .routes(routes!(get_product, update))
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+fn routes(ctx: Ctx, _: &mut Background) -> Router {
+    let (router, _) = api().split_for_parts();
+    router.with_state(ctx)
+}
+
+/// The service's OpenAPI document in this build's mode.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    common::openapi::document(&common::services::PRODUCT, api())
+}
+
+common::openapi_tests!(crate::SERVICE, crate::api());
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Product {
     pub id: i64,
     pub name: String,
@@ -40,6 +57,40 @@ pub struct Product {
     pub price_cents: i64,
     pub stock: i32,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A product as the service shows it.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the body `Product::body` builds
+struct ProductView {
+    #[serde(flatten)]
+    product: Product,
+    price: f64,
+}
+
+/// An updated product, after the sync fan-out: each call in order, and their sum.
+#[cfg(not(feature = "async"))]
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the body `update` builds
+struct ProductUpdated {
+    #[serde(flatten)]
+    product: ProductView,
+    /// The calls to search, cache and analytics, one after another.
+    fanout: Vec<FanoutCall>,
+    /// The calls' durations added up.
+    fanout_ms: f64,
+}
+
+/// An updated product whose change event is committed (async mode).
+#[cfg(feature = "async")]
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the body `update` builds
+struct ProductUpdated {
+    #[serde(flatten)]
+    product: ProductView,
+    /// Always `queued`: search, cache and analytics consume the event.
+    #[schema(example = "queued")]
+    fanout: String,
 }
 
 impl Product {
@@ -64,19 +115,40 @@ const COLUMNS: &str = "id, name, price_cents, stock, updated_at";
 
 /// The seed's body is `{"name": ..., "stock": ...}`; any of the fields may be
 /// given, at least one must be.
-#[derive(Debug, Deserialize, Validate)]
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Update {
+    /// 1 to 200 characters, not blank.
     #[garde(inner(length(min = 1, max = 200)))]
     name: Option<String>,
+    /// 0 or more.
     #[garde(inner(range(min = 0)))]
     stock: Option<i32>,
+    /// 0 to 1000000000.
     #[garde(inner(range(min = 0.0, max = 1e9)))]
     price: Option<f64>,
 }
 
 /// Scenario 3. 200 with the product; in sync mode also each fan-out call's
 /// duration (the answer waited for all three, one after another).
+#[cfg_attr(not(feature = "async"), utoipa::path(put, path = "/products/{id}", tag = "product",
+    params(("id" = i64, Path, description = "The product's id.")),
+    request_body = Update,
+    responses(
+        (status = 200, description = "Updated, after search, cache and analytics were called one after another; a failed call is `ok: false` and the next still made.", body = ProductUpdated),
+        (status = 404, description = "No product has this id.", body = ErrorBody),
+        (status = 422, description = "None of `name`, `stock`, `price` given, an unknown field, or a value out of range.", body = ErrorBody),
+    ),
+))]
+#[cfg_attr(feature = "async", utoipa::path(put, path = "/products/{id}", tag = "product",
+    params(("id" = i64, Path, description = "The product's id.")),
+    request_body = Update,
+    responses(
+        (status = 200, description = "Updated, with its `product.changed` event committed (`fanout: \"queued\"`).", body = ProductUpdated),
+        (status = 404, description = "No product has this id.", body = ErrorBody),
+        (status = 422, description = "None of `name`, `stock`, `price` given, an unknown field, or a value out of range.", body = ErrorBody),
+    ),
+))]
 async fn update(
     State(ctx): State<Ctx>,
     PathParam(id): PathParam<i64>,
@@ -117,6 +189,14 @@ async fn update(
     Ok(axum::Json(body))
 }
 
+/// One product.
+#[utoipa::path(get, path = "/products/{id}", tag = "product",
+    params(("id" = i64, Path, description = "The product's id.")),
+    responses(
+        (status = 200, description = "The product.", body = ProductView),
+        (status = 404, description = "No product has this id.", body = ErrorBody),
+    ),
+)]
 async fn get_product(
     State(ctx): State<Ctx>,
     PathParam(id): PathParam<i64>,
@@ -129,6 +209,10 @@ async fn get_product(
         .ok_or_else(|| Error::not_found(format!("product {id}")))
 }
 
+/// The catalogue, by id (at most 1000).
+#[utoipa::path(get, path = "/products", tag = "product",
+    responses((status = 200, description = "The products, by id.", body = Vec<ProductView>)),
+)]
 async fn list(State(ctx): State<Ctx>) -> Result<axum::Json<Vec<Value>>> {
     let products: Vec<Product> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM products ORDER BY id LIMIT 1000"

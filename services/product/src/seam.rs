@@ -13,7 +13,7 @@ use sqlx::{Postgres, Transaction};
 use crate::Product;
 
 /// One blocking call of the sync fan-out, as the answer reports it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct FanoutCall {
     pub service: String,
     pub ok: bool,

@@ -9,12 +9,16 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use common::{Background, Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
+use common::{
+    Background, Ctx, Delivery, Error, ErrorBody, JsonBody, PathParam, Result, ServiceDef,
+};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 pub static SERVICE: ServiceDef = ServiceDef {
@@ -22,6 +26,7 @@ pub static SERVICE: ServiceDef = ServiceDef {
     migrator: &MIGRATOR,
     routes,
     consumers: seam::CONSUMERS,
+    openapi,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
@@ -33,23 +38,43 @@ fn routes(ctx: Ctx, background: &mut Background) -> Router {
             let _ = tokio::task::spawn_blocking(work::rounds_per_second).await;
         });
     }
-    Router::new()
-        .route("/generate_report", post(generate_report))
-        .route("/jobs/{job_id}", get(get_job))
-        .with_state(ctx)
+    let (router, _) = api().split_for_parts();
+    router.with_state(ctx)
 }
 
-#[derive(Debug, Deserialize, Validate)]
+/// The service's routes, each registered with its documentation.
+fn api() -> OpenApiRouter<Ctx> {
+    OpenApiRouter::default()
+        .routes(routes!(generate_report))
+        .routes(routes!(get_job))
+}
+
+/// The service's OpenAPI document in this build's mode.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    common::openapi::document(&common::services::REPORT, api())
+}
+
+common::openapi_tests!(crate::SERVICE, crate::api());
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 struct GenerateReport {
+    /// 1 to 64 letters, digits, `_` or `-`.
     #[garde(length(min = 1, max = 64), pattern(r"^[A-Za-z0-9_-]+$"))]
+    #[schema(
+        example = "monthly",
+        pattern = r"^[A-Za-z0-9_-]+$",
+        min_length = 1,
+        max_length = 64
+    )]
     report_type: String,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct Job {
     #[serde(rename = "job_id")]
     pub id: Uuid,
     pub report_type: String,
+    /// `queued`, `running`, then `completed`.
     pub status: String,
     pub iterations: i64,
     pub report_hash: Option<String>,
@@ -61,6 +86,16 @@ pub struct Job {
 
 const COLUMNS: &str = "id, report_type, status, iterations, report_hash, computation_time_seconds, created_at, started_at, completed_at";
 
+/// A report job as the service shows it.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the body `Job::body` builds
+struct JobView {
+    #[serde(flatten)]
+    job: Job,
+    /// `/jobs/{job_id}`.
+    status_url: String,
+}
+
 impl Job {
     fn body(&self) -> serde_json::Value {
         let mut body = serde_json::to_value(self).unwrap_or_default();
@@ -71,6 +106,20 @@ impl Job {
 
 /// Scenario 4. Sync: 200 with `report_hash`, `iterations` and
 /// `computation_time_seconds` after the work. Async: 202 with `job_id`.
+#[cfg_attr(not(feature = "async"), utoipa::path(post, path = "/generate_report", tag = "report",
+    request_body = GenerateReport,
+    responses(
+        (status = 200, description = "The report is computed (`status: \"completed\"`, `report_hash`).", body = JobView),
+        (status = 422, description = "`report_type` is not 1 to 64 letters, digits, `_` or `-`.", body = ErrorBody),
+    ),
+))]
+#[cfg_attr(feature = "async", utoipa::path(post, path = "/generate_report", tag = "report",
+    request_body = GenerateReport,
+    responses(
+        (status = 202, description = "Queued (`status: \"queued\"`); a report worker computes it (`status_url` turns `running`, then `completed`).", body = JobView),
+        (status = 422, description = "`report_type` is not 1 to 64 letters, digits, `_` or `-`.", body = ErrorBody),
+    ),
+))]
 async fn generate_report(
     State(ctx): State<Ctx>,
     JsonBody(req): JsonBody<GenerateReport>,
@@ -124,6 +173,14 @@ pub async fn run(ctx: &Ctx, job: &Job) -> Result<Job> {
     Ok(done)
 }
 
+/// A report job: `queued`, `running`, then `completed` with its hash.
+#[utoipa::path(get, path = "/jobs/{job_id}", tag = "report",
+    params(("job_id" = Uuid, Path, description = "The job's id.")),
+    responses(
+        (status = 200, description = "The job.", body = JobView),
+        (status = 404, description = "No job has this id.", body = ErrorBody),
+    ),
+)]
 async fn get_job(
     State(ctx): State<Ctx>,
     PathParam(id): PathParam<Uuid>,

@@ -5,36 +5,56 @@ mod seam;
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use common::inbound::Interaction;
 use common::messages::ProductChanged;
 use common::{Background, Ctx, Error, JsonBody, QueryParams, Result, ServiceDef};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::SEARCH,
     migrator: &MIGRATOR,
     routes,
     consumers: seam::CONSUMERS,
+    openapi,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-fn routes(ctx: Ctx, _: &mut Background) -> Router {
-    Router::new()
-        .route("/index", post(index_handler))
-        .route("/search", get(search))
-        .with_state(ctx)
+/// The service's routes, each registered with its documentation.
+fn api() -> OpenApiRouter<Ctx> {
+    OpenApiRouter::default()
+        .routes(routes!(index_handler))
+        .routes(routes!(search))
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+fn routes(ctx: Ctx, _: &mut Background) -> Router {
+    let (router, _) = api().split_for_parts();
+    router.with_state(ctx)
+}
+
+/// The service's OpenAPI document in this build's mode.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    common::openapi::document(&common::services::SEARCH, api())
+}
+
+common::openapi_tests!(crate::SERVICE, crate::api());
+
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow, ToSchema)]
 pub struct Document {
     pub product_id: i64,
     pub name: String,
     pub indexed_at: DateTime<Utc>,
 }
 
+/// Re-indexes a changed product (sync mode's fan-out calls it; also served in async mode).
+#[utoipa::path(post, path = "/index", tag = "search",
+    request_body = ProductChanged,
+    responses((status = 200, description = "Indexed, after `SEARCH_DELAY_MS`.", body = Document)),
+)]
 async fn index_handler(
     State(ctx): State<Ctx>,
     JsonBody(change): JsonBody<ProductChanged>,
@@ -65,12 +85,14 @@ async fn store<'e>(db: impl sqlx::PgExecutor<'e>, change: &ProductChanged) -> Re
     Ok(row)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchQuery {
+    /// One to ten words (at most 200 characters); each matches the start of a word.
     q: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct SearchResults {
     query: String,
     count: usize,
@@ -78,6 +100,13 @@ struct SearchResults {
 }
 
 /// Products whose name has words starting with every word of `q` (case-insensitive).
+#[utoipa::path(get, path = "/search", tag = "search",
+    params(SearchQuery),
+    responses(
+        (status = 200, description = "The matching products, by id (at most 100).", body = SearchResults),
+        (status = 422, description = "`q` is missing, has no word, or is longer than 200 characters.", body = common::ErrorBody),
+    ),
+)]
 async fn search(
     State(ctx): State<Ctx>,
     QueryParams(query): QueryParams<SearchQuery>,

@@ -8,36 +8,55 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use common::error::conflict_on_unique;
-use common::{Background, Ctx, Delivery, Error, JsonBody, PathParam, Result, ServiceDef};
+use common::{
+    Background, Ctx, Delivery, Error, ErrorBody, JsonBody, PathParam, Result, ServiceDef,
+};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::USER,
     migrator: &MIGRATOR,
     routes,
     consumers: seam::CONSUMERS,
+    openapi,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-fn routes(ctx: Ctx, _: &mut Background) -> Router {
-    Router::new()
-        .route("/register", post(register))
-        .route("/users/{id}", get(get_user))
-        .with_state(ctx)
+/// The service's routes, each registered with its documentation.
+fn api() -> OpenApiRouter<Ctx> {
+    OpenApiRouter::default()
+        .routes(routes!(register))
+        .routes(routes!(get_user))
 }
 
-#[derive(Debug, Deserialize, Validate)]
+fn routes(ctx: Ctx, _: &mut Background) -> Router {
+    let (router, _) = api().split_for_parts();
+    router.with_state(ctx)
+}
+
+/// The service's OpenAPI document in this build's mode.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    common::openapi::document(&common::services::USER, api())
+}
+
+common::openapi_tests!(crate::SERVICE, crate::api());
+
+#[derive(Debug, Deserialize, Validate, ToSchema)]
 struct Register {
+    /// A valid email address, at most 254 characters; unique.
     #[garde(email, length(max = 254))]
+    #[schema(example = "user@example.com")]
     email: String,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, ToSchema)]
 pub struct User {
     pub id: i64,
     pub email: String,
@@ -46,6 +65,17 @@ pub struct User {
     pub email_status: String,
     pub email_sent_at: Option<DateTime<Utc>>,
     pub email_error: Option<String>,
+}
+
+/// A registration accepted in async mode: the user, and where to follow it.
+#[cfg(feature = "async")]
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the body `with_status_url` builds
+struct UserAccepted {
+    #[serde(flatten)]
+    user: User,
+    /// `/users/{id}`, where `email_status` turns `sent`.
+    status_url: String,
 }
 
 /// What the welcome email came to, when the answer waited for it (sync mode).
@@ -57,6 +87,22 @@ pub enum EmailOutcome {
 
 /// Scenario 1. Sync: 201 after the email went out (or failed; the user stays
 /// registered either way). Async: 202 at once; the email follows.
+#[cfg_attr(not(feature = "async"), utoipa::path(post, path = "/register", tag = "user",
+    request_body = Register,
+    responses(
+        (status = 201, description = "Registered, after the welcome email was sent (`email_status: \"sent\"`) or failed (`\"failed\"`, with `email_error`).", body = User),
+        (status = 409, description = "A user with this email is already registered.", body = ErrorBody),
+        (status = 422, description = "The email is not a valid address of at most 254 characters.", body = ErrorBody),
+    ),
+))]
+#[cfg_attr(feature = "async", utoipa::path(post, path = "/register", tag = "user",
+    request_body = Register,
+    responses(
+        (status = 202, description = "Registered; the welcome email follows (`email_status: \"pending\"` until `status_url` shows `sent`).", body = UserAccepted),
+        (status = 409, description = "A user with this email is already registered.", body = ErrorBody),
+        (status = 422, description = "The email is not a valid address of at most 254 characters.", body = ErrorBody),
+    ),
+))]
 async fn register(State(ctx): State<Ctx>, JsonBody(req): JsonBody<Register>) -> Result<Response> {
     req.validate()?;
     let email = req.email.trim();
@@ -116,6 +162,14 @@ pub async fn record_email_outcome(
     Ok(user)
 }
 
+/// A user and the state of their welcome email.
+#[utoipa::path(get, path = "/users/{id}", tag = "user",
+    params(("id" = i64, Path, description = "The user's id.")),
+    responses(
+        (status = 200, description = "The user.", body = User),
+        (status = 404, description = "No user has this id.", body = ErrorBody),
+    ),
+)]
 async fn get_user(
     State(ctx): State<Ctx>,
     PathParam(id): PathParam<i64>,

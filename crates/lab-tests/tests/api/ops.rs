@@ -226,3 +226,38 @@ async fn postgres_slots_count_what_is_open_and_what_is_allowed() {
     );
     assert_eq!(slots.free(), slots.allowed - slots.open);
 }
+
+#[tokio::test]
+async fn every_service_serves_its_committed_openapi_document() {
+    let stack = Stack::start().await;
+    for spec in &common::SERVICES {
+        let response = stack
+            .http()
+            .get(stack.url(spec.name, "/openapi.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", spec.name);
+        let content_type = response.headers()["content-type"].to_str().unwrap();
+        assert!(
+            content_type.starts_with("application/json"),
+            "{}: {content_type}",
+            spec.name
+        );
+        let served = response.text().await.unwrap();
+        let path = common::openapi::committed_path(spec.name);
+        let committed = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            served == committed,
+            "{}: /openapi.json is not {}; regenerate with `{}`",
+            spec.name,
+            path.display(),
+            common::openapi::UPDATE_COMMAND
+        );
+        let doc: serde_json::Value = serde_json::from_str(&served).unwrap();
+        assert_eq!(
+            doc["servers"][0]["url"],
+            format!("http://localhost:{}", spec.port(common::MODE))
+        );
+    }
+}
