@@ -102,16 +102,8 @@ validate() { # files...
     done
 }
 
-expect_rejection() { # what pattern command...
-    local what="$1" pattern="$2" output
-    shift 2
-    if output="$("$@" 2>&1)"; then
-        fail "$what: the check accepted a broken input"
-    fi
-    grep -qiE -- "$pattern" <<<"$output" ||
-        fail "$what: rejected, but not for the expected reason (/$pattern/): $output"
-    say "ok: rejects $what"
-}
+# shellcheck source=scripts/lib/checks.sh
+. "$root/scripts/lib/checks.sh"
 
 ensure_kubernetes_validate
 say "$(kubectl version --client 2>/dev/null | tr '\n' ' ')," \
