@@ -525,13 +525,7 @@ fn k6_targets_the_stack_of_its_mode() {
 
 #[test]
 fn the_race_page_runs_beside_both_stacks_and_finds_them() {
-    use clap::CommandFactory;
-    let reads: BTreeSet<String> = showdown::Config::command()
-        .get_arguments()
-        .filter_map(|arg| arg.get_env())
-        .map(|env| env.to_string_lossy().into_owned())
-        .chain(["RUST_LOG".to_owned()])
-        .collect();
+    let reads: BTreeSet<String> = showdown::reads();
     for file in files() {
         let pages: Vec<String> = file
             .services()

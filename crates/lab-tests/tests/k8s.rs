@@ -1195,13 +1195,7 @@ fn prometheus_scrapes_the_pods_as_monitoring_scrapes_compose() {
 
 #[test]
 fn the_race_page_runs_beside_both_stacks_and_finds_them() {
-    use clap::CommandFactory;
-    let reads: BTreeSet<String> = showdown::Config::command()
-        .get_arguments()
-        .filter_map(|arg| arg.get_env())
-        .map(|env| env.to_string_lossy().into_owned())
-        .chain(["RUST_LOG".to_owned()])
-        .collect();
+    let reads: BTreeSet<String> = showdown::reads();
     for r in renderings() {
         let page = r.find("Deployment", "showdown");
         assert_eq!(

@@ -44,6 +44,18 @@ use race::{Race, Sample};
 pub const COUNTS: [usize; 4] = [1, 10, 100, 1000];
 pub const MAX_COUNT: usize = 1000;
 
+/// Every environment variable the race page reads: its options' and
+/// `RUST_LOG` (tracing's filter).
+pub fn reads() -> std::collections::BTreeSet<String> {
+    use clap::CommandFactory;
+    Config::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .chain(["RUST_LOG".to_owned()])
+        .collect()
+}
+
 #[derive(clap::Parser, Debug, Clone)]
 #[command(about = "The race page: sync and async side by side, measured")]
 pub struct Config {
