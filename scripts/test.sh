@@ -9,7 +9,7 @@ start=$(date +%s)
 echo "== cargo test, sync mode"
 cargo test --workspace --locked
 echo "== cargo test, async mode"
-cargo test --workspace --locked --features lab-tests/async
+cargo test --workspace --locked --features lab-tests/async --target-dir target/async
 scripts/smoke.sh sync
 scripts/smoke.sh async
 # Both modes' debug builds now exist (the smoke tests built them): the quick
