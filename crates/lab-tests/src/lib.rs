@@ -5,6 +5,7 @@
 
 #[cfg(feature = "async")]
 pub mod broker;
+pub mod helpers;
 
 use std::collections::HashMap;
 use std::time::Duration;

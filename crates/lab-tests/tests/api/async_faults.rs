@@ -12,7 +12,7 @@ use lab_tests::{Stack, eventually};
 use loadgen::scenario::Scenario;
 use serde_json::{Value, json};
 
-use crate::helpers::{place_concurrently, stock};
+use lab_tests::helpers::{place_concurrently, stock};
 
 async fn emails_per_user(stack: &Stack) -> Vec<(Option<i64>, i64)> {
     let mut db = stack.db().await;

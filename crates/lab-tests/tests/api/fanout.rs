@@ -7,7 +7,7 @@ use lab_tests::Stack;
 use loadgen::scenario::Scenario;
 use serde_json::json;
 
-use crate::helpers::time;
+use lab_tests::helpers::time;
 
 #[tokio::test]
 async fn an_update_is_stored_then_reaches_search_cache_and_analytics() {

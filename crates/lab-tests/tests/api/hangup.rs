@@ -10,7 +10,7 @@ use lab_tests::Stack;
 use loadgen::scenario::Scenario;
 use serde_json::{Value, json};
 
-use crate::helpers::{steps, stock};
+use lab_tests::helpers::{steps, stock};
 
 const DELAY_MS: u64 = 200;
 

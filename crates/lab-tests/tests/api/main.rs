@@ -14,7 +14,6 @@ mod bad_input;
 mod clicks;
 mod fanout;
 mod hangup;
-mod helpers;
 mod inventory;
 mod ops;
 mod payment;

@@ -9,7 +9,7 @@ use lab_tests::Stack;
 use loadgen::scenario::Scenario;
 use serde_json::json;
 
-use crate::helpers::{status_for, time};
+use lab_tests::helpers::{status_for, time};
 
 #[tokio::test]
 async fn a_payment_is_settled_after_the_external_call_and_can_be_read_back() {

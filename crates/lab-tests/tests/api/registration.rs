@@ -9,7 +9,7 @@ use lab_tests::Stack;
 use loadgen::scenario::Scenario;
 use serde_json::json;
 
-use crate::helpers::time;
+use lab_tests::helpers::time;
 
 #[tokio::test]
 async fn registering_sends_one_welcome_email_after_its_delay() {

@@ -7,7 +7,7 @@ use lab_tests::Stack;
 use loadgen::scenario::Scenario;
 use serde_json::json;
 
-use crate::helpers::time;
+use lab_tests::helpers::time;
 
 #[tokio::test]
 async fn a_report_ends_with_the_hash_of_its_fixed_work() {

@@ -7,7 +7,7 @@ use lab_tests::Stack;
 use loadgen::scenario::Scenario;
 use serde_json::{Value, json};
 
-use crate::helpers::{final_orders, payments, place_concurrently, status_for, steps, stock};
+use lab_tests::helpers::{final_orders, payments, place_concurrently, status_for, steps, stock};
 
 #[tokio::test]
 async fn a_declined_payment_releases_exactly_the_reserved_stock() {

@@ -11,7 +11,7 @@ use lab_tests::{Stack, eventually};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::stock;
+use lab_tests::helpers::stock;
 
 /// Where nothing listens: the other mode's lane and both launchers.
 const NOWHERE: &str = "http://127.0.0.1:1";

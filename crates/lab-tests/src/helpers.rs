@@ -2,9 +2,9 @@
 //! timestamps, placing orders at once, and the status an outcome is answered
 //! with.
 
+use crate::Stack;
 use chrono::{DateTime, Utc};
 use common::{MODE, Mode};
-use lab_tests::Stack;
 use loadgen::scenario::Scenario;
 use serde_json::Value;
 
@@ -13,8 +13,8 @@ pub async fn stock(stack: &Stack, product: i64) -> (i64, i64) {
     let (status, s) = stack.get("inventory", &format!("/stock/{product}")).await;
     assert_eq!(status, 200, "{s}");
     (
-        s["available"].as_i64().unwrap(),
-        s["reserved"].as_i64().unwrap(),
+        s["available"].as_i64().expect("available"),
+        s["reserved"].as_i64().expect("reserved"),
     )
 }
 
@@ -27,8 +27,8 @@ pub fn steps(order: &Value) -> Vec<String> {
         .map(|s| {
             format!(
                 "{}:{}",
-                s["step"].as_str().unwrap(),
-                s["outcome"].as_str().unwrap()
+                s["step"].as_str().expect("step"),
+                s["outcome"].as_str().expect("outcome")
             )
         })
         .collect()
@@ -40,7 +40,7 @@ pub async fn payments(stack: &Stack) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM payment_service.payments")
         .fetch_one(&mut db)
         .await
-        .unwrap()
+        .expect("payments counted")
 }
 
 /// A timestamp field.
