@@ -1,8 +1,8 @@
 # shellcheck shell=bash
-# Sourced by the scripts that run a whole stack with `lab up` against a
-# throwaway database and broker prefix (smoke.sh, check-monitoring.sh,
-# measure.sh): building it, starting it, waiting for it, and leaving nothing
-# behind.
+# Sourced by the scripts that build the lab and run whole stacks with `lab up`
+# against a throwaway database and broker prefix (check-monitoring.sh,
+# check-showdown.sh, run-k6.sh): building it, starting it, waiting for it, and
+# leaving nothing behind.
 
 # The directory of the mode's binaries for a cargo profile (debug, release).
 lab_bin() {

@@ -38,6 +38,10 @@ enum Cmd {
     /// every scenario as the contract says, stops and starts a service on
     /// request, finishes what hung-up clients started, and stops on SIGINT.
     Smoke(loadgen::smoke::SmokeArgs),
+    /// Each run on a fresh stack of one build (`lab up` on a database and
+    /// queues of its own, after the machine has settled): the README's
+    /// "Measured" loads by default, or the runs given.
+    Measure(MeasureArgs),
     /// Writes a report's index.html, report.md and plots again from its data.json.
     Render {
         /// The report's directory (holding data.json).
@@ -110,6 +114,123 @@ struct RunArgs {
     database_url: Option<String>,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_measured_runs_are_valid_runs() {
+        for run in SYNC_RUNS.iter().chain(ASYNC_RUNS) {
+            let args = run_args(run, Mode::Async, "postgres://x/y").expect(run);
+            assert_eq!(args.mode, Mode::Async);
+            assert_eq!(args.database_url.as_deref(), Some("postgres://x/y"));
+        }
+        assert!(run_args("1 --clients many", Mode::Sync, "").is_err());
+    }
+}
+
+#[derive(clap::Args)]
+struct MeasureArgs {
+    /// Which build to run: sync or async.
+    #[arg(long, value_parser = loadgen::parse_mode)]
+    mode: Mode,
+    /// The directory of that build's binaries (`target/release`, `target/async/release`).
+    #[arg(long)]
+    bin: std::path::PathBuf,
+    /// A database URL of the server (each run's own database replaces its database part).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres: String,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp: String,
+    /// Runs, each the arguments of one `lab-load run` in one word
+    /// (`"1 --rate 15 --duration 10"`); `--mode` is added. Default: the
+    /// loads of the README's tables for the mode.
+    runs: Vec<String>,
+}
+
+/// The loads of the README's sync table.
+const SYNC_RUNS: &[&str] = &[
+    "1 --clients 20 --duration 20",
+    "3 --clients 20 --duration 20",
+    "6 --clients 50 --duration 20",
+    "2 --clients 20 --duration 20",
+    "5 --clients 20 --duration 20",
+    "4 --clients 2 --duration 20",
+];
+
+/// The loads of the README's async table: each scenario at three paces.
+const ASYNC_RUNS: &[&str] = &[
+    "6 --clients 50 --duration 10",
+    "1 --rate 15 --duration 10",
+    "1 --clients 50 --think-ms 1000 --duration 10 --drain-timeout 5",
+    "1 --clients 50 --think-ms 100 --duration 10 --drain-timeout 5",
+    "1 --clients 50 --duration 10 --drain-timeout 5",
+    "2 --clients 50 --think-ms 1000 --duration 10 --drain-timeout 5",
+    "2 --clients 50 --think-ms 100 --duration 10 --drain-timeout 5",
+    "2 --clients 50 --duration 10 --drain-timeout 5",
+    "5 --clients 50 --think-ms 1000 --duration 10 --drain-timeout 5",
+    "5 --clients 50 --think-ms 100 --duration 10 --drain-timeout 5",
+    "5 --clients 50 --duration 10 --drain-timeout 5",
+    "4 --clients 50 --think-ms 1000 --duration 10 --drain-timeout 5",
+    "4 --clients 50 --think-ms 100 --duration 10 --drain-timeout 5",
+    "4 --clients 50 --duration 10 --drain-timeout 5",
+];
+
+/// The arguments of one measured run, as `lab-load run` takes them.
+fn run_args(run: &str, mode: Mode, database_url: &str) -> anyhow::Result<RunArgs> {
+    let words = ["lab-load", "run"]
+        .into_iter()
+        .chain(run.split_whitespace())
+        .chain(["--mode", mode.as_str(), "--database-url", database_url]);
+    match Cli::try_parse_from(words)?.command {
+        Cmd::Run(args) => Ok(args),
+        _ => bail!("not a run: {run}"),
+    }
+}
+
+async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
+    use loadgen::stack::{self, Infra, Stack};
+    let mode = args.mode;
+    stack::ports_free(mode)?;
+    let infra = Infra {
+        postgres: args.postgres,
+        amqp: args.amqp,
+    };
+    let runs: Vec<String> = if args.runs.is_empty() {
+        let defaults = if mode == Mode::Sync {
+            SYNC_RUNS
+        } else {
+            ASYNC_RUNS
+        };
+        defaults.iter().map(|r| (*r).to_owned()).collect()
+    } else {
+        args.runs
+    };
+    let name = format!("lab_measure_{mode}");
+    // Every run's arguments are checked before the first stack starts.
+    for run in &runs {
+        run_args(run, mode, "")?;
+    }
+    let log = std::env::temp_dir().join(format!("{name}.log"));
+    for run in runs {
+        let settled = || async {
+            if let Err(idle) = stack::settle(90, Duration::from_secs(60)).await {
+                eprintln!(
+                    "lab-load: the machine is still busy ({idle}% idle after 60 s); the figures may suffer"
+                );
+            }
+        };
+        settled().await;
+        let stack = Stack::start(&args.bin, mode, &name, &[], &infra, &log).await?;
+        settled().await;
+        println!("\n$ lab-load run {run} --mode {mode}");
+        let result = self::run(run_args(&run, mode, &stack.database_url)?).await;
+        stack.stop().await;
+        result?;
+    }
+    Ok(())
+}
+
 fn parse_share(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
@@ -124,6 +245,7 @@ async fn main() -> ExitCode {
         Cmd::Memory => memory(),
         Cmd::Compare(args) => loadgen::compare::run(args).await,
         Cmd::Smoke(args) => loadgen::smoke::run(args).await,
+        Cmd::Measure(args) => measure(args).await,
         Cmd::Render { dir, against } => loadgen::compare::render_again(&dir, against.as_deref()),
         Cmd::Readme { data, readme } => loadgen::compare::readme::rewrite(&data, &readme),
     };

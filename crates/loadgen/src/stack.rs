@@ -56,6 +56,7 @@ impl Stack {
         log: &Path,
     ) -> anyhow::Result<Stack> {
         let lab = bin.join("lab");
+        leave_nothing(infra, mode, name).await;
         let database_url = infra.database_url(name);
         let out = std::fs::File::create(log).with_context(|| format!("{}", log.display()))?;
         let child = tokio::process::Command::new(&lab)
@@ -140,21 +141,60 @@ impl Stack {
                 false
             }
         };
-        if let Ok(mut db) = PgConnection::connect(&self.infra.database_url("postgres")).await {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.database
-            ))
-            .execute(&mut db)
-            .await;
-        }
-        if self.mode == Mode::Async {
-            let _ = Broker::new(&self.infra.amqp, &self.prefix)
-                .delete_all()
-                .await;
-        }
+        leave_nothing(&self.infra, self.mode, &self.database).await;
         stopped
     }
+}
+
+/// Drops the run's database and, in async mode, deletes its queues (named
+/// after the run): before a run, what an interrupted one left; after it, its own.
+async fn leave_nothing(infra: &Infra, mode: Mode, name: &str) {
+    if let Ok(mut db) = PgConnection::connect(&infra.database_url("postgres")).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(&mut db)
+            .await;
+    }
+    if mode == Mode::Async {
+        let _ = Broker::new(&infra.amqp, name).delete_all().await;
+    }
+}
+
+/// Waits (up to `within`) until the CPUs are at least `idle_percent` idle
+/// over a second, so the previous run's leftovers (RabbitMQ reclaiming a
+/// deleted queue's messages, PostgreSQL dropping a database) do not land in
+/// the next run's figures. The idle share reached, when it never got there.
+pub async fn settle(idle_percent: u64, within: Duration) -> Result<(), u64> {
+    let deadline = Instant::now() + within;
+    let mut before = cpu_times();
+    let mut idle = 0;
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = cpu_times();
+        let (busy, total) = (now.0 - before.0, now.1 - before.1);
+        idle = 100 - 100 * busy / total.max(1);
+        if idle >= idle_percent {
+            return Ok(());
+        }
+        before = now;
+    }
+    Err(idle)
+}
+
+/// Busy and total jiffies of all CPUs since boot, from /proc/stat (idle and
+/// iowait count as not busy).
+fn cpu_times() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("cpu "))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let field = |i: usize| fields.get(i).copied().unwrap_or(0);
+    let busy = field(0) + field(1) + field(2) + field(5) + field(6) + field(7);
+    (busy, busy + field(3) + field(4))
 }
 
 /// Fails when a port of the mode's stack is taken: a stack is running.
@@ -181,6 +221,15 @@ pub fn ports_free(mode: Mode) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_times_are_read_and_grow() {
+        let (busy, total) = cpu_times();
+        assert!(total > 0 && busy <= total, "{busy} of {total}");
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(50) {}
+        assert!(cpu_times().1 >= total);
+    }
 
     #[test]
     fn each_run_gets_its_own_database_on_the_same_server() {
