@@ -12,8 +12,11 @@ echo "== cargo test, async mode"
 cargo test --workspace --locked --features lab-tests/async --target-dir target/async
 scripts/smoke.sh sync
 scripts/smoke.sh async
-# Both modes' debug builds now exist (the smoke tests built them): the quick
-# comparison report against real stacks of both, with small delays.
+# Both modes' debug builds now exist (the smoke tests built them): several
+# instances of a service in each mode, and the quick comparison report,
+# against real stacks of both with small delays.
+echo "== lab up --replicas, both modes (crates/loadgen/tests/replicas.rs)"
+cargo test -p loadgen --test replicas --locked -- --ignored
 echo "== lab-load compare --quick, both modes (crates/loadgen/tests/compare.rs)"
 cargo test -p loadgen --test compare --locked -- --ignored
 echo "test.sh: all tests passed in $(( $(date +%s) - start )) s"

@@ -28,7 +28,7 @@ pub use app::{Application, Background, Ctx, ServiceDef};
 pub use config::Settings;
 pub use error::{Error, ErrorBody, Result};
 pub use extract::{JsonBody, PathParam, QueryParams};
-pub use services::{MODE, Mode, SERVICES, ServiceSpec};
+pub use services::{MODE, Mode, Replicas, SERVICES, ServiceSpec};
 
 /// What a call through a service's mode seam achieved.
 ///

@@ -42,7 +42,9 @@ async fn list(State(fleet): State<Arc<Fleet>>) -> axum::Json<Value> {
         .states()
         .await
         .into_iter()
-        .map(|(spec, state)| json!({"name": spec.name, "port": spec.port(MODE), "state": state}))
+        .map(|(spec, state, running)| {
+            json!({"name": spec.name, "port": spec.port(MODE), "state": state, "instances_running": running})
+        })
         .collect();
     axum::Json(json!({"mode": MODE.as_str(), "services": services}))
 }

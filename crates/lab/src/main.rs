@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use common::{MODE, SERVICES, ServiceSpec, Settings};
+use common::{MODE, Replicas, SERVICES, ServiceSpec, Settings};
 
 use crate::fleet::Fleet;
 
@@ -24,6 +24,12 @@ struct Cli {
     /// its build's `lab`), or both side by side with the race page.
     #[arg(long, global = true, value_parser = ["sync", "async", "both"])]
     mode: Option<String>,
+    /// Run several instances of some services, e.g. `email=3,user=2`:
+    /// instance r of a service listens 1000 × r above its contract port
+    /// (async email: 8107, 9107, 10107); in async mode they compete for the
+    /// same queues and share the outboxes. `lab status --wait` waits for all.
+    #[arg(long, global = true, env = "LAB_REPLICAS", default_value = "", value_parser = Replicas::parse)]
+    replicas: Replicas,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -70,15 +76,15 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match (cli.mode.as_deref(), cli.command) {
         (Some(mode), _) if mode != MODE.as_str() => both::other(mode).await,
-        (_, Cmd::Up { only, without }) => up(&only, &without).await,
-        (_, Cmd::Status { wait: None, .. }) => status().await,
+        (_, Cmd::Up { only, without }) => up(&only, &without, cli.replicas).await,
+        (_, Cmd::Status { wait: None, .. }) => status(&cli.replicas).await,
         (
             _,
             Cmd::Status {
                 wait: Some(secs),
                 pid,
             },
-        ) => wait_ready(Duration::from_secs(secs), pid).await,
+        ) => wait_ready(Duration::from_secs(secs), pid, &cli.replicas).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,42 +95,56 @@ async fn main() -> ExitCode {
     }
 }
 
-pub(crate) fn base_url(spec: &ServiceSpec) -> String {
-    format!("http://127.0.0.1:{}", spec.port(MODE))
+pub(crate) fn base_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
 }
 
 /// The same check as a container's health check: 200 from `/health`.
-pub(crate) async fn health(spec: &ServiceSpec) -> Result<(), String> {
-    common::app::check_health(&format!("{}/health", base_url(spec))).await
+pub(crate) async fn health(port: u16) -> Result<(), String> {
+    common::app::check_health(&format!("{}/health", base_url(port))).await
 }
 
-async fn status() -> anyhow::Result<()> {
+async fn status(replicas: &Replicas) -> anyhow::Result<()> {
     println!("{:<10} {:>5}  state", "service", "port");
     for spec in &SERVICES {
-        let state = match health(spec).await {
-            Ok(()) => "up".to_owned(),
-            Err(why) => format!("down ({why})"),
-        };
-        println!("{:<10} {:>5}  {state}", spec.name, spec.port(MODE));
+        for port in replicas.ports(spec, MODE) {
+            let state = match health(port).await {
+                Ok(()) => "up".to_owned(),
+                Err(why) => format!("down ({why})"),
+            };
+            println!("{:<10} {port:>5}  {state}", spec.name);
+        }
     }
     Ok(())
 }
 
 /// Readiness by asking: every service of this mode answers `/ready` 200.
-async fn wait_ready(within: Duration, pid: Option<i32>) -> anyhow::Result<()> {
+async fn wait_ready(within: Duration, pid: Option<i32>, replicas: &Replicas) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + within;
-    let mut waiting: Vec<&ServiceSpec> = SERVICES.iter().collect();
+    let mut waiting: Vec<(&ServiceSpec, u16)> = SERVICES
+        .iter()
+        .flat_map(|spec| {
+            replicas
+                .ports(spec, MODE)
+                .into_iter()
+                .map(move |p| (spec, p))
+        })
+        .collect();
+    let instances = waiting.len();
     loop {
         let mut still = Vec::new();
-        for spec in waiting {
-            let ready = format!("{}/ready", base_url(spec));
+        for (spec, port) in waiting {
+            let ready = format!("{}/ready", base_url(port));
             if common::app::check_health(&ready).await.is_err() {
-                still.push(spec);
+                still.push((spec, port));
             }
         }
         waiting = still;
         if waiting.is_empty() {
-            println!("lab: all {} {MODE} services ready", SERVICES.len());
+            println!(
+                "lab: all {} {MODE} services ready ({instances} instances)",
+                SERVICES.len()
+            );
             return Ok(());
         }
         if let Some(pid) = pid
@@ -133,14 +153,17 @@ async fn wait_ready(within: Duration, pid: Option<i32>) -> anyhow::Result<()> {
             bail!("the lab up (pid {pid}) exited before its services were ready");
         }
         if std::time::Instant::now() > deadline {
-            let names: Vec<_> = waiting.iter().map(|s| s.name).collect();
+            let names: Vec<_> = waiting
+                .iter()
+                .map(|(s, port)| format!("{} ({port})", s.name))
+                .collect();
             bail!("not ready after {within:?}: {}", names.join(", "));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
-async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
+async fn up(only: &[String], without: &[String], replicas: Replicas) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     common::db::ensure_database(&settings.database_url)
         .await
@@ -153,8 +176,9 @@ async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
     if chosen.is_empty() {
         bail!("no service left to run");
     }
-    fits_in_postgres(chosen.len(), &settings).await?;
-    let fleet = Arc::new(Fleet::new(binaries_dir()?));
+    let fleet = Arc::new(Fleet::new(binaries_dir()?, replicas));
+    let processes = chosen.iter().map(|s| usize::from(fleet.instances(s))).sum();
+    fits_in_postgres(processes, &settings).await?;
     for spec in &chosen {
         if let Err(e) = fleet.spawn(spec).await {
             fleet.stop_all().await;
@@ -168,7 +192,7 @@ async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
         }
     }
     let control = control::serve(Arc::clone(&fleet)).await;
-    banner(&chosen, &settings, control.as_ref().ok());
+    banner(&chosen, &fleet, &settings, control.as_ref().ok());
     if let Err(e) = &control {
         eprintln!("lab: no control endpoint: {e:#}");
     }
@@ -181,8 +205,9 @@ async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
         tokio::select! {
             () = &mut shutdown => break,
             () = tokio::time::sleep(Duration::from_millis(500)) => {
-                for name in fleet.newly_exited().await? {
-                    eprintln!("lab: {name} exited; the others keep running (Ctrl-C stops them)");
+                for (name, replica) in fleet.newly_exited().await? {
+                    let which = if replica == 0 { name.to_owned() } else { format!("{name} (instance {replica})") };
+                    eprintln!("lab: {which} exited; the others keep running (Ctrl-C stops them)");
                 }
             }
         }
@@ -191,7 +216,7 @@ async fn up(only: &[String], without: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Every service may open up to `DB_MAX_CONNECTIONS`; if PostgreSQL cannot
+/// Every service process may open up to `DB_MAX_CONNECTIONS`; if PostgreSQL cannot
 /// take them all, a service that needs one more waits `DB_ACQUIRE_TIMEOUT_MS`
 /// and answers 503, a stall that would pass for slowness in the figures. So
 /// the lab refuses to start instead. Connections are opened lazily: this is
@@ -203,7 +228,7 @@ async fn fits_in_postgres(services: usize, settings: &Settings) -> anyhow::Resul
     if need > slots.free() {
         let most = slots.free() / services as i64;
         bail!(
-            "{services} services with DB_MAX_CONNECTIONS={pool} may open {need} connections, but \
+            "{services} service processes with DB_MAX_CONNECTIONS={pool} may open {need} connections, but \
              PostgreSQL takes {} more ({} allowed, {} open now); set DB_MAX_CONNECTIONS to at most \
              {most}, or raise PostgreSQL's max_connections",
             slots.free(),
@@ -223,7 +248,12 @@ pub(crate) fn binaries_dir() -> anyhow::Result<PathBuf> {
         .to_path_buf())
 }
 
-fn banner(chosen: &[&ServiceSpec], settings: &Settings, control: Option<&SocketAddr>) {
+fn banner(
+    chosen: &[&ServiceSpec],
+    fleet: &Fleet,
+    settings: &Settings,
+    control: Option<&SocketAddr>,
+) {
     let port = |name: &str| common::services::find(name).map_or(0, |s| s.port(MODE));
     println!();
     println!(
@@ -234,8 +264,10 @@ fn banner(chosen: &[&ServiceSpec], settings: &Settings, control: Option<&SocketA
     println!();
     println!("  {:<10} {:<24} metrics", "service", "url");
     for spec in chosen {
-        let url = base_url(spec);
-        println!("  {:<10} {:<24} {url}/metrics", spec.name, url);
+        for port in fleet.ports(spec) {
+            let url = base_url(port);
+            println!("  {:<10} {:<24} {url}/metrics", spec.name, url);
+        }
     }
     let skipped: Vec<_> = SERVICES
         .iter()

@@ -40,6 +40,10 @@ pub struct Load {
     pub hangup: Option<(Duration, f64)>,
     /// The stack's database, for the reconciliation.
     pub database_url: String,
+    /// How many instances of each service run (`lab up --replicas`): the
+    /// requests are spread over the scenario service's instances in turn,
+    /// as a round-robin balancer would.
+    pub replicas: common::Replicas,
     /// A progress bar per scenario on the terminal.
     pub progress: bool,
 }
@@ -108,7 +112,8 @@ impl Outcome {
 
 struct Target {
     client: reqwest::Client,
-    base: String,
+    /// The scenario service's instances; request n goes to instance n mod their number.
+    bases: Vec<String>,
     run_id: String,
     /// The answer that means accepted; followed to its end when `tracker` is set.
     expected: u16,
@@ -139,7 +144,10 @@ impl Target {
         let (method, path, body) = scenario.request(&self.run_id, n);
         let mut request = self
             .client
-            .request(method, format!("{}{path}", self.base))
+            .request(
+                method,
+                format!("{}{path}", self.bases[n as usize % self.bases.len()]),
+            )
             .json(&body);
         let gives_up = self.hangup.filter(|(_, share)| hangs_up(*share, n));
         if let Some((after, _)) = gives_up {
@@ -172,30 +180,35 @@ impl Target {
     }
 }
 
-/// Checks that the scenario's service answers in the load's mode.
+/// Checks that every instance of the scenario's service answers in the
+/// load's mode; their base URLs, the contract's port first.
 pub async fn check_up(
     client: &reqwest::Client,
     load: &Load,
     scenario: Scenario,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Vec<String>> {
     let spec = common::services::find(scenario.service()).context("known service")?;
-    let base = format!("http://{}:{}", load.host, spec.port(load.mode));
-    let health: serde_json::Value = client
-        .get(format!("{base}/health"))
-        .send()
-        .await
-        .with_context(|| {
-            format!(
-                "{} is not answering at {base}; start the stack first (scripts/lab.sh up)",
-                scenario.service()
-            )
-        })?
-        .json()
-        .await?;
-    if health["mode"] != load.mode.as_str() {
-        bail!("{base} runs in {} mode, not {}", health["mode"], load.mode);
+    let mut bases = Vec::new();
+    for port in load.replicas.ports(spec, load.mode) {
+        let base = format!("http://{}:{port}", load.host);
+        let health: serde_json::Value = client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "{} is not answering at {base}; start the stack first (scripts/lab.sh up)",
+                    scenario.service()
+                )
+            })?
+            .json()
+            .await?;
+        if health["mode"] != load.mode.as_str() {
+            bail!("{base} runs in {} mode, not {}", health["mode"], load.mode);
+        }
+        bases.push(base);
     }
-    Ok(base)
+    Ok(bases)
 }
 
 /// Loads one scenario as `load` says, follows and reconciles what it started.
@@ -204,14 +217,14 @@ pub async fn drive(
     load: &Load,
     scenario: Scenario,
 ) -> anyhow::Result<Outcome> {
-    let base = check_up(client, load, scenario).await?;
+    let bases = check_up(client, load, scenario).await?;
     let expected = scenario.expected(load.mode);
     let tracker = scenario
         .followed(load.mode)
         .then(|| Arc::new(Tracker::new(scenario)));
     let target = Arc::new(Target {
         client: client.clone(),
-        base,
+        bases,
         run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
         expected,
         tracker: tracker.clone(),
@@ -220,7 +233,8 @@ pub async fn drive(
     });
     let load_over = CancellationToken::new();
     let follower = tracker.map(|tracker| {
-        let (client, base, load_over) = (client.clone(), target.base.clone(), load_over.clone());
+        let (client, base, load_over) =
+            (client.clone(), target.bases[0].clone(), load_over.clone());
         let drain = load.drain_timeout;
         tokio::spawn(async move { tracker.follow(&client, &base, load_over, drain).await })
     });
@@ -234,7 +248,7 @@ pub async fn drive(
         })
         .ok();
     let counted = match scenario.counted_route() {
-        Some(route) => reconcile::Counted::start(client, &target.base, route).await,
+        Some(route) => reconcile::Counted::start(client, &target.bases, route).await,
         None => None,
     };
     let sampler = spawn_in_flight_sampler(Arc::clone(&target), load_over.clone());

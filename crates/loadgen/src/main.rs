@@ -112,6 +112,10 @@ struct RunArgs {
     /// Default: the database `scripts/lab.sh up` gives the mode (lab_sync, lab_async).
     #[arg(long, env = "DATABASE_URL")]
     database_url: Option<String>,
+    /// The instances the stack runs (`lab up --replicas`, e.g. `user=2`):
+    /// requests are spread over the scenario service's instances in turn.
+    #[arg(long, env = "LAB_REPLICAS", default_value = "", value_parser = common::Replicas::parse)]
+    replicas: common::Replicas,
 }
 
 #[cfg(test)]
@@ -212,6 +216,11 @@ async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
         run_args(run, mode, "")?;
     }
     let log = std::env::temp_dir().join(format!("{name}.log"));
+    // The stacks inherit the settings exported; the instances are passed on
+    // by name, as `Stack::start` does not let them in unasked.
+    let env: Vec<(String, String)> = std::env::var("LAB_REPLICAS")
+        .map(|r| vec![("LAB_REPLICAS".to_owned(), r)])
+        .unwrap_or_default();
     for run in runs {
         let settled = || async {
             if let Err(idle) = stack::settle(90, Duration::from_secs(60)).await {
@@ -221,7 +230,7 @@ async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
             }
         };
         settled().await;
-        let stack = Stack::start(&args.bin, mode, &name, &[], &infra, &log).await?;
+        let stack = Stack::start(&args.bin, mode, &name, &env, &infra, &log).await?;
         settled().await;
         println!("\n$ lab-load run {run} --mode {mode}");
         let result = self::run(run_args(&run, mode, &stack.database_url)?).await;
@@ -279,6 +288,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 args.mode.as_str()
             )
         }),
+        replicas: args.replicas,
         progress: true,
     };
     let client = load.client()?;

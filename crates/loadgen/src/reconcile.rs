@@ -208,36 +208,41 @@ impl Audit {
 /// whether or not the client stayed to read them.
 pub struct Counted<'a> {
     pub client: &'a reqwest::Client,
-    pub base: &'a str,
+    /// Every instance of the service (`--replicas`): their counts add up.
+    pub bases: &'a [String],
     pub route: &'static str,
     /// The count before the load.
     pub before: i64,
 }
 
 impl<'a> Counted<'a> {
-    /// Reads the count before the load; `None` when `/metrics` cannot be read.
+    /// Reads the count before the load; `None` when a `/metrics` cannot be read.
     pub async fn start(
         client: &'a reqwest::Client,
-        base: &'a str,
+        bases: &'a [String],
         route: &'static str,
     ) -> Option<Counted<'a>> {
-        let before = served(client, base, route).await?;
+        let before = served(client, bases, route).await?;
         Some(Counted {
             client,
-            base,
+            bases,
             route,
             before,
         })
     }
 
     async fn since_start(&self) -> Option<i64> {
-        Some(served(self.client, self.base, self.route).await? - self.before)
+        Some(served(self.client, self.bases, self.route).await? - self.before)
     }
 }
 
-async fn served(client: &reqwest::Client, base: &str, route: &str) -> Option<i64> {
-    let text = crate::exposition::scrape(client, base).await?;
-    Some(count_2xx(&text, route))
+async fn served(client: &reqwest::Client, bases: &[String], route: &str) -> Option<i64> {
+    let mut total = 0;
+    for base in bases {
+        let text = crate::exposition::scrape(client, base).await?;
+        total += count_2xx(&text, route);
+    }
+    Some(total)
 }
 
 fn count_2xx(metrics: &str, route: &str) -> i64 {

@@ -226,6 +226,7 @@ async fn against(stack: &Stack, checks: &mut Checks) -> anyhow::Result<()> {
         drain_timeout: Duration::from_secs(20),
         hangup: Some((Duration::from_millis(5), 1.0)),
         database_url: stack.database_url.clone(),
+        replicas: stack.replicas.clone(),
         progress: false,
     };
     let client = load.client()?;

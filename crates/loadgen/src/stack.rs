@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use common::{Mode, SERVICES};
+use common::{Mode, Replicas, SERVICES};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use sqlx::{Connection, PgConnection};
@@ -39,12 +39,15 @@ pub struct Stack {
     pub database: String,
     pub database_url: String,
     pub prefix: String,
+    /// The instances it runs (`LAB_REPLICAS` in the run's settings; one of
+    /// each service unless it says otherwise, whatever the caller's environment).
+    pub replicas: Replicas,
     log: PathBuf,
     infra: Infra,
 }
 
 impl Stack {
-    /// Starts `<bin>/lab up` with `env` (the run's settings) on database
+    /// Starts `<bin>/lab up` with `env` (the run's settings, `LAB_REPLICAS` among them) on database
     /// `name` and broker prefix `name`, logging to `log`; returns once all
     /// ten services answer `/ready`.
     pub async fn start(
@@ -56,11 +59,16 @@ impl Stack {
         log: &Path,
     ) -> anyhow::Result<Stack> {
         let lab = bin.join("lab");
+        let replicas = match env.iter().find(|(k, _)| k == "LAB_REPLICAS") {
+            Some((_, v)) => Replicas::parse(v).map_err(anyhow::Error::msg)?,
+            None => Replicas::default(),
+        };
         leave_nothing(infra, mode, name).await;
         let database_url = infra.database_url(name);
         let out = std::fs::File::create(log).with_context(|| format!("{}", log.display()))?;
         let child = tokio::process::Command::new(&lab)
             .arg("up")
+            .env_remove("LAB_REPLICAS")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("DATABASE_URL", &database_url)
             .env("BROKER_PREFIX", name)
@@ -77,6 +85,7 @@ impl Stack {
             database: name.to_owned(),
             database_url,
             prefix: name.to_owned(),
+            replicas,
             log: log.to_owned(),
             infra: infra.clone(),
         };
@@ -93,7 +102,10 @@ impl Stack {
             .timeout(Duration::from_secs(2))
             .build()?;
         let deadline = Instant::now() + within;
-        let mut waiting: Vec<u16> = SERVICES.iter().map(|s| s.port(self.mode)).collect();
+        let mut waiting: Vec<u16> = SERVICES
+            .iter()
+            .flat_map(|s| self.replicas.ports(s, self.mode))
+            .collect();
         while !waiting.is_empty() {
             if let Some(status) = self.child.try_wait()? {
                 bail!(

@@ -355,6 +355,7 @@ async fn one_run(run: OneRun<'_>) -> anyhow::Result<RunData> {
         drain_timeout: run.profile.drain_timeout,
         hangup: None,
         database_url: stack.database_url.clone(),
+        replicas: stack.replicas.clone(),
         progress: false,
     };
     let measured = async {
