@@ -37,23 +37,18 @@ fi
 
 tmp=$(mktemp -d)
 pids=()
-lock_held=false
-dbs=()
 prefix=""
 # shellcheck source=scripts/lib/lab-stack.sh
 . scripts/lib/lab-stack.sh
 cleanup() {
     set +e
     for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null; done
-    for pid in "${pids[@]}"; do lab_stop "$pid"; done
-    for db in "${dbs[@]}"; do drop_database "$db"; done
+    both_stacks_down
     if [ -n "$prefix" ] && command -v rabbitmqctl >/dev/null 2>&1; then
-        delete_queues "$prefix"
         for x in $(rabbitmqctl list_exchanges -q name 2>/dev/null | grep "^$prefix\\."); do
             curl -s -o /dev/null -u guest:guest -X DELETE "http://127.0.0.1:15672/api/exchanges/%2f/$x"
         done
     fi
-    $lock_held && rm -f /tmp/ports.helper
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -109,51 +104,12 @@ fi
 
 # --- 3. live -----------------------------------------------------------------
 scripts/ensure-services.sh
-say "building the debug binaries (as scripts/smoke.sh)"
-lab_build sync debug
-lab_build async debug
-
-answers() { curl -s -o /dev/null --max-time 1 "127.0.0.1:$1/health"; }
-# The lab's ports are shared: wait while someone holds them (a benchmark
-# announces itself with /tmp/ports.lock, other checks with /tmp/ports.helper-*)
-# or a stack answers on them; hold /tmp/ports.helper meanwhile.
-ports_taken() {
-    local f
-    for f in /tmp/ports.lock /tmp/ports.helper?*; do [ -e "$f" ] && return 0; done
-    answers 8001 || answers 8101
-}
-waited=0
-while true; do
-    if ! ports_taken; then
-        touch /tmp/ports.helper
-        lock_held=true
-        ports_taken || break
-        rm -f /tmp/ports.helper
-        lock_held=false
-    fi
-    [ "$waited" -ge "${PORT_WAIT_SECONDS:-3600}" ] && { say "ports 8001/8101 still busy after ${waited}s"; exit 1; }
-    say "ports busy (/tmp/ports.lock or a stack on 8001/8101); waiting"
-    sleep 20
-    waited=$((waited + 20))
-done
-
 export EMAIL_DELAY_MS=20 PAYMENT_DELAY_MS=20 SEARCH_DELAY_MS=10 CACHE_DELAY_MS=10 ANALYTICS_DELAY_MS=10
 export REPORT_ITERATIONS=10000 RUST_LOG=warn CONSUMER_RETRY_BASE_MS=50
-# Both stacks share PostgreSQL (as `scripts/lab.sh up --mode both`).
-export DB_MAX_CONNECTIONS=4
 prefix="moncheck-$$"
-declare -A stack_pid
-for mode in sync async; do
-    db="lab_moncheck_${mode}_$$"
-    dbs+=("$db")
-    DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" BROKER_PREFIX="$prefix" \
-        lab_up "$(lab_bin "$mode" debug)" "$tmp/$mode.log"
-    pids+=("$LAB_PID")
-    stack_pid[$mode]=$LAB_PID
-done
-for mode in sync async; do
-    lab_wait "$(lab_bin "$mode" debug)" "$tmp/$mode.log" "${stack_pid[$mode]}" || { say "the $mode stack did not come up"; exit 1; }
-done
+export BROKER_PREFIX=$prefix
+say "building both modes (debug) and starting them with lab up --mode both"
+both_stacks_up "$tmp" moncheck || { say "the stacks did not come up"; exit 1; }
 say "both stacks are up"
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -196,7 +152,8 @@ sleep 12
 for mode in sync async; do
     bin=$(lab_bin "$mode" debug)
     say "load: every scenario, $mode mode"
-    if ! "$bin/lab-load" run 1 2 3 4 5 6 --mode "$mode" --clients 4 --duration 3 --warmup 0 >"$tmp/load-$mode.log" 2>&1; then
+    if ! "$bin/lab-load" run 1 2 3 4 5 6 --mode "$mode" --clients 4 --duration 3 --warmup 0 \
+        --database-url "postgres://postgres@127.0.0.1:5432/${BOTH_DB}_$mode" >"$tmp/load-$mode.log" 2>&1; then
         cat "$tmp/load-$mode.log"
         say "the load driver failed ($mode)"
         exit 1

@@ -20,15 +20,8 @@ lab_build() {
     fi
 }
 
-# `lab_up <bin dir> <log>`: starts `lab up` in the background (with the
-# environment as exported: DATABASE_URL, BROKER_PREFIX, delays) and sets
-# LAB_PID. `lab_wait <bin dir> <log> <pid>` asks the services (`lab status
-# --wait`: every `/ready` 200, up to 120 s); fails at once if that `lab up` exits.
-lab_up() {
-    "$1/lab" up >"$2" 2>&1 &
-    # shellcheck disable=SC2034 # read by the scripts that source this file
-    LAB_PID=$!
-}
+# `lab_wait <bin dir> <log> <pid>` asks the services (`lab status --wait`:
+# every `/ready` 200, up to 120 s); fails at once if that `lab up` exits.
 lab_wait() {
     "$1/lab" status --wait 120 --pid "$3" >/dev/null && return 0
     cat "$2"
