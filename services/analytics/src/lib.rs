@@ -11,7 +11,7 @@ use axum::extract::State;
 use chrono::{DateTime, Utc};
 use common::inbound::Interaction;
 use common::messages::ProductChanged;
-use common::{Background, Ctx, JsonBody, QueryParams, Result, ServiceDef};
+use common::{Background, Ctx, Error, JsonBody, QueryParams, Result, ServiceDef};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -67,6 +67,39 @@ pub struct Click {
     pub page: String,
 }
 
+/// The `Idempotency-Key` header of a click: a client that retries a click
+/// whose answer it did not get, or got as 503 (the click may have been stored
+/// all the same), sends the key again and the click is stored once.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// A key is 1 to 255 visible ASCII characters (a UUID is the usual choice).
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()));
+    match key {
+        Some(key) => Ok(Some(key.to_owned())),
+        None => Err(Error::Invalid(
+            "Idempotency-Key: 1 to 255 visible ASCII characters".into(),
+        )),
+    }
+}
+
+/// The header as the OpenAPI document shows it.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // documents the header `idempotency_key` reads
+struct IdempotencyKey {
+    /// Optional: the same key on a retry stores the click once (1 to 255
+    /// visible ASCII characters, e.g. a UUID).
+    #[param(rename = "Idempotency-Key")]
+    idempotency_key: Option<String>,
+}
+
 /// The answer to a tracked click: `{"status": "tracked"}`.
 #[derive(ToSchema)]
 #[allow(dead_code)] // documents the body `track_click` builds
@@ -79,26 +112,30 @@ struct Tracked {
 /// Scenario 6: 200 `{"status": "tracked"}` once the click is durable.
 #[cfg_attr(not(feature = "async"), utoipa::path(post, path = "/track_click", tag = "analytics",
     request_body = Click,
+    params(IdempotencyKey),
     responses(
-        (status = 200, description = "Tracked: the click's INSERT is committed.", body = Tracked),
-        (status = 422, description = "`user_id` is negative, or `page` is empty or longer than 200 characters.", body = common::ErrorBody),
+        (status = 200, description = "Tracked: the click's INSERT is committed (or was, under the same Idempotency-Key).", body = Tracked),
+        (status = 422, description = "`user_id` is negative, `page` is empty or longer than 200 characters, or the Idempotency-Key is not 1 to 255 visible ASCII characters.", body = common::ErrorBody),
     ),
 ))]
 #[cfg_attr(feature = "async", utoipa::path(post, path = "/track_click", tag = "analytics",
     request_body = Click,
+    params(IdempotencyKey),
     responses(
-        (status = 200, description = "Tracked: the broker confirmed the click's message; a consumer stores it in a batch.", body = Tracked),
-        (status = 422, description = "`user_id` is negative, or `page` is empty or longer than 200 characters.", body = common::ErrorBody),
+        (status = 200, description = "Tracked: the broker confirmed the click's message; a consumer stores it in a batch (once per Idempotency-Key).", body = Tracked),
+        (status = 422, description = "`user_id` is negative, `page` is empty or longer than 200 characters, or the Idempotency-Key is not 1 to 255 visible ASCII characters.", body = common::ErrorBody),
         (status = 503, description = "The broker did not confirm the click (unreachable, or the service is stopping).", body = common::ErrorBody),
     ),
 ))]
 async fn track_click(
     State(ctx): State<Ctx>,
     State(clicks): State<seam::Clicks>,
+    headers: axum::http::HeaderMap,
     JsonBody(click): JsonBody<Click>,
 ) -> Result<axum::Json<Value>> {
     click.validate()?;
-    seam::record_click(&ctx, &clicks, click).await?;
+    let key = idempotency_key(&headers)?;
+    seam::record_click(&ctx, &clicks, click, key).await?;
     Ok(axum::Json(json!({ "status": "tracked" })))
 }
 

@@ -21,14 +21,18 @@ impl Clicks {
 }
 
 /// Sync: one INSERT per request, committed before the answer. That is what
-/// synchronous ingestion costs.
+/// synchronous ingestion costs. A key already stored stores nothing more.
 #[cfg(not(feature = "async"))]
-pub async fn record_click(ctx: &Ctx, _: &Clicks, click: Click) -> Result<()> {
-    sqlx::query("INSERT INTO clicks (user_id, page) VALUES ($1, $2)")
-        .bind(click.user_id)
-        .bind(&click.page)
-        .execute(&ctx.db)
-        .await?;
+pub async fn record_click(ctx: &Ctx, _: &Clicks, click: Click, key: Option<String>) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO clicks (user_id, page, idempotency_key) VALUES ($1, $2, $3)
+         ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(click.user_id)
+    .bind(&click.page)
+    .bind(key)
+    .execute(&ctx.db)
+    .await?;
     Ok(())
 }
 
@@ -86,12 +90,21 @@ mod batching {
 
     #[derive(Clone)]
     pub struct Clicks {
-        queue: mpsc::Sender<(Click, Waiter)>,
+        queue: mpsc::Sender<(Keyed, Waiter)>,
+    }
+
+    /// A click and its `Idempotency-Key`, as a batch carries it.
+    #[derive(Serialize, Deserialize)]
+    struct Keyed {
+        #[serde(flatten)]
+        click: Click,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     }
 
     #[derive(Serialize, Deserialize)]
     struct ClickBatch {
-        clicks: Vec<Click>,
+        clicks: Vec<Keyed>,
     }
 
     impl Clicks {
@@ -104,12 +117,17 @@ mod batching {
         }
     }
 
-    pub async fn record_click(_: &Ctx, clicks: &Clicks, click: Click) -> Result<()> {
+    pub async fn record_click(
+        _: &Ctx,
+        clicks: &Clicks,
+        click: Click,
+        key: Option<String>,
+    ) -> Result<()> {
         let (waiter, answer) = oneshot::channel();
         let stopped = || Error::Unavailable("click ingestion is stopping".into());
         clicks
             .queue
-            .send((click, waiter))
+            .send((Keyed { click, key }, waiter))
             .await
             .map_err(|_| stopped())?;
         answer
@@ -118,7 +136,7 @@ mod batching {
             .map_err(Error::Unavailable)
     }
 
-    async fn publish(ctx: Ctx, mut rx: mpsc::Receiver<(Click, Waiter)>) {
+    async fn publish(ctx: Ctx, mut rx: mpsc::Receiver<(Keyed, Waiter)>) {
         let max = usize::from(ctx.settings.broker.click_batch_size);
         let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
         let publishes = TaskTracker::new();
@@ -132,7 +150,7 @@ mod batching {
             }
             let ctx = ctx.clone();
             publishes.spawn(async move {
-                let (clicks, waiters): (Vec<Click>, Vec<Waiter>) = batch.into_iter().unzip();
+                let (clicks, waiters): (Vec<Keyed>, Vec<Waiter>) = batch.into_iter().unzip();
                 let envelope = Envelope {
                     id: Uuid::new_v4(),
                     kind: "clicks.tracked",
@@ -154,24 +172,30 @@ mod batching {
         publishes.wait().await;
     }
 
-    /// One transaction for the whole batch: the inbox claims and one INSERT.
+    /// One transaction for the whole batch: the inbox claims and one INSERT;
+    /// a key already stored (a retried click) stores nothing more.
     pub async fn store(ctx: Ctx, batch: Vec<Incoming>) -> Result<()> {
         let mut tx = ctx.db.begin().await?;
         let fresh = claim_all(&mut tx, &batch).await?;
-        let (mut users, mut pages, mut accepted) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut users, mut pages, mut keys, mut accepted) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for msg in fresh {
             let clicks: ClickBatch = msg.payload()?;
             accepted.push((msg.accepted_at, clicks.clicks.len()));
-            for click in clicks.clicks {
+            for Keyed { click, key } in clicks.clicks {
                 users.push(click.user_id);
                 pages.push(click.page);
+                keys.push(key);
             }
         }
         sqlx::query(
-            "INSERT INTO clicks (user_id, page) SELECT * FROM UNNEST($1::bigint[], $2::text[])",
+            "INSERT INTO clicks (user_id, page, idempotency_key)
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[])
+             ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(&users)
         .bind(&pages)
+        .bind(&keys)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -74,3 +74,90 @@ async fn bad_clicks_are_4xx_and_not_counted() {
     let (_, stats) = stack.get("analytics", "/clicks/stats").await;
     assert_eq!(stats["total"], 0);
 }
+
+/// A client that retries a click (after a 503, a timeout or a lost
+/// connection, when the first try may have been stored all the same) sends
+/// the same `Idempotency-Key`: however often it arrives, and however close
+/// together, the click is stored once. Unkeyed clicks are each stored.
+#[tokio::test]
+async fn a_click_retried_with_its_idempotency_key_is_stored_once() {
+    let stack = Stack::start().await;
+    let send = |key: Option<&'static str>, page: &'static str| {
+        let mut request = stack
+            .http()
+            .post(stack.url("analytics", "/track_click"))
+            .json(&json!({"user_id": 7, "page": page}));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        async move {
+            let response = request.send().await.expect("sent");
+            (
+                response.status().as_u16(),
+                response.text().await.expect("body"),
+            )
+        }
+    };
+    let key = "6f1c2b9e-3d4a-4c8e-9b7f-0a1b2c3d4e5f";
+    // The first try and two retries at once, then a late retry.
+    let tries = futures_util::future::join_all([
+        send(Some(key), "pricing"),
+        send(Some(key), "pricing"),
+        send(Some(key), "pricing"),
+    ])
+    .await;
+    let late = send(Some(key), "pricing").await;
+    let others = [
+        send(Some("another-key"), "docs").await,
+        send(None, "home").await,
+        send(None, "home").await,
+    ];
+    for (status, body) in tries.iter().chain([&late]).chain(&others) {
+        assert_eq!(*status, Scenario::Click.expected(MODE), "{body}");
+    }
+    let stats = stack
+        .get_until("analytics", "/clicks/stats", |s| s["total"] == 4)
+        .await;
+    assert_eq!(
+        stats["pages"],
+        json!({"pricing": 1, "docs": 1, "home": 2}),
+        "{stats}"
+    );
+    // Async: nothing still on its way adds to them.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, again) = stack.get("analytics", "/clicks/stats").await;
+    assert_eq!(again, stats);
+}
+
+#[tokio::test]
+async fn a_malformed_idempotency_key_is_422_and_not_counted() {
+    let stack = Stack::start().await;
+    let long = "k".repeat(256);
+    let values: [&[u8]; 4] = [b"", b"with space", long.as_bytes(), b"caf\xc3\xa9"];
+    for value in values {
+        let response = stack
+            .http()
+            .post(stack.url("analytics", "/track_click"))
+            .header(
+                "Idempotency-Key",
+                reqwest::header::HeaderValue::from_bytes(value).expect("a header value"),
+            )
+            .json(&json!({"user_id": 1, "page": "home"}))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(
+            response.status(),
+            422,
+            "{:?}",
+            String::from_utf8_lossy(value)
+        );
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert!(
+            body["detail"].as_str().unwrap().contains("Idempotency-Key"),
+            "{body}"
+        );
+    }
+    let (_, stats) = stack.get("analytics", "/clicks/stats").await;
+    assert_eq!(stats["total"], 0);
+}
