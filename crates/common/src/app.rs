@@ -1,7 +1,7 @@
 //! Building and running one service: the same code path for its own binary,
 //! a launcher, and the tests (which bind port 0).
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,7 +13,6 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use serde_json::json;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
@@ -246,16 +245,15 @@ impl Application {
         running.close();
         let signalled = CancellationToken::new();
         let signal = signalled.clone();
-        // Answers are small and latency is what the lab measures: no Nagle.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
+        let server = serve(
+            listener,
+            router,
+            ctx.settings.header_read_timeout,
+            async move {
                 shutdown.await;
                 signal.cancel();
-            })
-            .into_future();
+            },
+        );
         let grace = ctx.settings.shutdown_grace;
         let deadline = async {
             signalled.cancelled().await;
@@ -294,6 +292,57 @@ impl Application {
         served?;
         Ok(())
     }
+}
+
+/// Serves `router` on `listener` until `shutdown`, then stops accepting and
+/// lets every connection finish its request in flight (what `axum::serve`
+/// does), with one thing more: a client gets `header_read_timeout` to send a
+/// request's head, and a kept-alive connection may idle that long before its
+/// next one, so slow or idle clients (slowloris, thousands of forgotten
+/// keep-alives) do not hold the service's connections forever.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper::server::conn::http1;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: wait, as axum::serve does.
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Answers are small and latency is what the lab measures: no Nagle.
+        let _ = tcp.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(tcp), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {

@@ -39,6 +39,7 @@ pub const VARS: &[&str] = &[
     "COMPENSATION_RETRY_MS",
     "SAGA_STALE_AFTER_MS",
     "SHUTDOWN_GRACE_MS",
+    "HEADER_READ_TIMEOUT_MS",
     "AMQP_URL",
     "BROKER_PREFIX",
     "CONSUMER_PREFETCH",
@@ -145,6 +146,10 @@ pub struct Settings {
     /// `SHUTDOWN_GRACE_MS`: on SIGTERM, how long requests in flight and then
     /// the background work (consumers' messages in hand) get to finish.
     pub shutdown_grace: Duration,
+    /// `HEADER_READ_TIMEOUT_MS`: how long a client has to send a request's
+    /// head (request line and headers), and how long a kept-alive connection
+    /// may sit idle before the next one; then the connection is closed.
+    pub header_read_timeout: Duration,
     /// `SAGA_STALE_AFTER_MS`: a saga still pending after this long was cut off
     /// (its order service stopped mid-saga); it is failed and its stock released.
     pub saga_stale_after: Duration,
@@ -227,6 +232,7 @@ impl Settings {
             compensation_retry: millis("COMPENSATION_RETRY_MS", 2_000)?,
             saga_stale_after: millis("SAGA_STALE_AFTER_MS", 600_000)?,
             shutdown_grace: millis("SHUTDOWN_GRACE_MS", 8_000)?,
+            header_read_timeout: millis("HEADER_READ_TIMEOUT_MS", 10_000)?,
             broker: Broker {
                 url: env.string("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
                 prefix: env.string("BROKER_PREFIX", "lab"),

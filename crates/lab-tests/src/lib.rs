@@ -370,6 +370,31 @@ impl Stack {
         String::from_utf8_lossy(&answer[..n]).into_owned()
     }
 
+    /// `host:port` of a service.
+    pub fn address(&self, service: &str) -> String {
+        let url = self.url(service, "/");
+        url.strip_prefix("http://")
+            .and_then(|rest| rest.split('/').next())
+            .expect("an http:// URL")
+            .to_owned()
+    }
+
+    /// Sends `request` as it is on a new connection and reads until the
+    /// server closes it or 10 s pass: what a client that speaks bad HTTP
+    /// gets back (empty when the server said nothing).
+    pub async fn raw(&self, service: &str, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.address(service))
+            .await
+            .expect("connect");
+        // The server may answer and close before it has read everything.
+        let _ = stream.write_all(request).await;
+        let mut answer = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
     /// Waits until every running service answers `/ready` 200 (async mode:
     /// connected to the broker).
     pub async fn wait_ready(&self) {

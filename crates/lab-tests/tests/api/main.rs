@@ -10,6 +10,7 @@
 
 #[cfg(feature = "async")]
 mod async_faults;
+mod bad_clients;
 mod bad_input;
 mod clicks;
 mod fanout;
