@@ -100,10 +100,12 @@ impl Payment {
 
 const COLUMNS: &str = "id, order_id, amount_cents, currency, status, force_decline, transaction_id, decline_reason, created_at, completed_at";
 
-/// Amounts are money: positive, at most 2 decimals, below a billion.
+/// Amounts are money: at least one cent, at most 2 decimals, below a
+/// billion. (A positive amount below half a cent, 2e-11 say, has "no
+/// decimals" once in cents: it is 0 cents, refused here, not by the table.)
 fn cents(amount: f64) -> Result<i64> {
     let cents = (amount * 100.0).round();
-    if !amount.is_finite() || amount <= 0.0 || amount >= 1e9 {
+    if !amount.is_finite() || amount <= 0.0 || amount >= 1e9 || cents < 1.0 {
         return Err(Error::Invalid(
             "amount: must be a positive number below 1000000000".into(),
         ));
