@@ -11,7 +11,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use common::Mode;
 use loadgen::drive::{Load, Outcome, drive};
@@ -42,6 +42,23 @@ enum Cmd {
     /// queues of its own, after the machine has settled): the README's
     /// "Measured" loads by default, or the runs given.
     Measure(MeasureArgs),
+    /// Checks the rules a stack's records must keep whatever it was sent (a
+    /// fuzzer's requests, say), once its work has drained: every order,
+    /// payment and report final, no stock held by a closed order, reserved
+    /// stock equal to what reservations hold. (Not fan-out or clicks: a
+    /// fuzzer calls analytics' own routes too, and sends Idempotency-Keys.)
+    Audit {
+        #[arg(long, value_parser = loadgen::parse_mode)]
+        mode: Mode,
+        /// The stack's database.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Seconds to wait for work still draining.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
+    },
     /// Writes a report's index.html, report.md and plots again from its data.json.
     Render {
         /// The report's directory (holding data.json).
@@ -240,6 +257,35 @@ async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn audit(mode: Mode, database_url: &str, host: &str, wait: Duration) -> anyhow::Result<()> {
+    use loadgen::reconcile::{Audit, Counted};
+    let mut audit = Audit::everything(database_url).await?;
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let mut broken = 0;
+    for scenario in [Scenario::Payment, Scenario::Report, Scenario::Order] {
+        let spec = common::services::find(scenario.service()).context("known service")?;
+        let bases = [format!("http://{host}:{}", spec.port(mode))];
+        // Counted from the service's start: its answers since it began.
+        let counted = scenario.counted_route().map(|route| Counted {
+            client: &client,
+            bases: &bases,
+            route,
+            before: 0,
+        });
+        let verdict = audit.settle(scenario, "", counted.as_ref(), wait).await?;
+        println!(
+            "audit ({mode}): {}: {}",
+            scenario.name(),
+            verdict.describe(scenario)
+        );
+        broken += usize::from(!verdict.holds());
+    }
+    if broken > 0 {
+        bail!("{broken} rules broken in the {mode} stack's records");
+    }
+    Ok(())
+}
+
 fn parse_share(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
@@ -255,6 +301,12 @@ async fn main() -> ExitCode {
         Cmd::Compare(args) => loadgen::compare::run(args).await,
         Cmd::Smoke(args) => loadgen::smoke::run(args).await,
         Cmd::Measure(args) => measure(args).await,
+        Cmd::Audit {
+            mode,
+            database_url,
+            host,
+            wait,
+        } => audit(mode, &database_url, &host, Duration::from_secs(wait)).await,
         Cmd::Render { dir, against } => loadgen::compare::render_again(&dir, against.as_deref()),
         Cmd::Readme { data, readme } => loadgen::compare::readme::rewrite(&data, &readme),
     };

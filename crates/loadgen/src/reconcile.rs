@@ -72,6 +72,15 @@ impl Audit {
         Ok(Audit { db, since })
     }
 
+    /// An audit of everything the stack holds, not only of one load's time.
+    pub async fn everything(database_url: &str) -> anyhow::Result<Audit> {
+        let db = PgConnection::connect(database_url).await?;
+        Ok(Audit {
+            db,
+            since: DateTime::<Utc>::UNIX_EPOCH,
+        })
+    }
+
     /// Reads the records until the rule holds or `wait` has passed.
     /// `counted`: for the scenarios whose stored effects must equal the
     /// stack's own count of 2xx answers (clicks, fan-out), read anew each
@@ -245,10 +254,12 @@ async fn served(client: &reqwest::Client, bases: &[String], route: &str) -> Opti
     Some(total)
 }
 
+/// 2xx answers to `"<METHOD> <route>"` (`"PUT /products/{id}"`: not the GETs of the same route).
 fn count_2xx(metrics: &str, route: &str) -> i64 {
-    let route = format!("route=\"{route}\"");
+    let (method, route) = route.split_once(' ').unwrap_or(("", route));
+    let (method, route) = (format!("method=\"{method}\""), format!("route=\"{route}\""));
     crate::exposition::sum(metrics, "http_requests_total", |labels| {
-        labels.contains(&route) && labels.contains("status=\"2")
+        labels.contains(&route) && labels.contains(&method) && labels.contains("status=\"2")
     }) as i64
 }
 
@@ -263,10 +274,13 @@ mod tests {
 http_requests_total{service=\"analytics\",mode=\"sync\",method=\"POST\",route=\"/track_click\",status=\"200\"} 120
 http_requests_total{service=\"analytics\",mode=\"sync\",method=\"POST\",route=\"/track_click\",status=\"503\"} 7
 http_requests_total{service=\"analytics\",mode=\"sync\",method=\"GET\",route=\"/clicks/stats\",status=\"200\"} 3
+http_requests_total{service=\"product\",mode=\"sync\",method=\"GET\",route=\"/products/{id}\",status=\"200\"} 9
+http_requests_total{service=\"product\",mode=\"sync\",method=\"PUT\",route=\"/products/{id}\",status=\"200\"} 4
 ";
-        assert_eq!(count_2xx(text, "/track_click"), 120);
-        assert_eq!(count_2xx(text, "/clicks/stats"), 3);
-        assert_eq!(count_2xx(text, "/products/{id}"), 0);
+        assert_eq!(count_2xx(text, "POST /track_click"), 120);
+        assert_eq!(count_2xx(text, "GET /clicks/stats"), 3);
+        assert_eq!(count_2xx(text, "PUT /products/{id}"), 4);
+        assert_eq!(count_2xx(text, "DELETE /products/{id}"), 0);
     }
 
     #[test]

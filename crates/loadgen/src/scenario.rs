@@ -94,8 +94,8 @@ impl Scenario {
     /// have left one stored effect (clicks, fan-out updates logged).
     pub fn counted_route(self) -> Option<&'static str> {
         match self {
-            Scenario::Click => Some("/track_click"),
-            Scenario::Fanout => Some("/products/{id}"),
+            Scenario::Click => Some("POST /track_click"),
+            Scenario::Fanout => Some("PUT /products/{id}"),
             _ => None,
         }
     }
