@@ -91,7 +91,68 @@ pub struct Outcome {
     pub window_start: f64,
     /// The stack's own records after the load; `None` when they could not be read.
     pub verdict: Option<Result<Verdict, String>>,
+    /// Every answer by when it arrived, from the start of the warm-up.
+    pub timeline: Timeline,
     pub notes: Vec<String>,
+}
+
+/// Answers by when they arrived, in steps of [`Timeline::STEP`] from the
+/// start of the load (its warm-up): how many were the expected answer and
+/// how many were not (another status, or no answer at all).
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    /// When the load began.
+    pub began: Instant,
+    /// Per step: [expected, failed].
+    pub steps: Vec<[u64; 2]>,
+}
+
+impl Timeline {
+    pub const STEP: Duration = Duration::from_millis(50);
+
+    fn new() -> Self {
+        Timeline {
+            began: Instant::now(),
+            steps: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, at: Instant, expected: bool) {
+        let step = (at.saturating_duration_since(self.began).as_millis() / Self::STEP.as_millis())
+            as usize;
+        if self.steps.len() <= step {
+            self.steps.resize(step + 1, [0, 0]);
+        }
+        self.steps[step][usize::from(!expected)] += 1;
+    }
+
+    /// Failed answers that arrived from `from` on: how many, the first and
+    /// the last (the ends of their steps, from `from`).
+    pub fn failed_since(&self, from: Instant) -> (u64, Option<Duration>, Option<Duration>) {
+        let first_step = (from.saturating_duration_since(self.began).as_millis()
+            / Self::STEP.as_millis()) as usize;
+        let mut count = 0;
+        let (mut first, mut last) = (None, None);
+        for (i, [_, failed]) in self.steps.iter().enumerate().skip(first_step) {
+            if *failed > 0 {
+                count += failed;
+                let end = self.began + Self::STEP * (i as u32 + 1);
+                let offset = end.saturating_duration_since(from);
+                first.get_or_insert(offset);
+                last = Some(offset);
+            }
+        }
+        (count, first, last)
+    }
+
+    /// When the first expected answer after the last failed one arrived
+    /// (the start of its step); `None` when none came after it.
+    pub fn recovered(&self) -> Option<Instant> {
+        let last_failed = self.steps.iter().rposition(|[_, f]| *f > 0);
+        let from = last_failed.map_or(0, |i| i + 1);
+        let step = self.steps.iter().skip(from).position(|[ok, _]| *ok > 0)? + from;
+        Some(self.began + Self::STEP * step as u32)
+    }
 }
 
 impl Outcome {
@@ -122,6 +183,8 @@ struct Target {
     hangup: Option<(Duration, f64)>,
     /// Requests sent and not yet answered.
     in_flight: AtomicI64,
+    /// Answers by when they arrived; its start is the load's.
+    timeline: Mutex<Timeline>,
 }
 
 /// Whether request `n` is one of the `share` whose client gives up, spread
@@ -137,6 +200,11 @@ impl Target {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         let outcome = self.exchange(scenario, n, due).await;
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if !matches!(&outcome, Err(e) if e == HUNG_UP)
+            && let Ok(mut timeline) = self.timeline.lock()
+        {
+            timeline.record(Instant::now(), outcome == Ok(self.expected));
+        }
         outcome
     }
 
@@ -222,22 +290,6 @@ pub async fn drive(
     let tracker = scenario
         .followed(load.mode)
         .then(|| Arc::new(Tracker::new(scenario)));
-    let target = Arc::new(Target {
-        client: client.clone(),
-        bases,
-        run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
-        expected,
-        tracker: tracker.clone(),
-        hangup: load.hangup,
-        in_flight: AtomicI64::new(0),
-    });
-    let load_over = CancellationToken::new();
-    let follower = tracker.map(|tracker| {
-        let (client, base, load_over) =
-            (client.clone(), target.bases[0].clone(), load_over.clone());
-        let drain = load.drain_timeout;
-        tokio::spawn(async move { tracker.follow(&client, &base, load_over, drain).await })
-    });
     let mut audit = reconcile::Audit::begin(&load.database_url)
         .await
         .map_err(|e| {
@@ -248,9 +300,26 @@ pub async fn drive(
         })
         .ok();
     let counted = match scenario.counted_route() {
-        Some(route) => reconcile::Counted::start(client, &target.bases, route).await,
+        Some(route) => reconcile::Counted::start(client, &bases, route).await,
         None => None,
     };
+    let target = Arc::new(Target {
+        client: client.clone(),
+        bases: bases.clone(),
+        run_id: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
+        expected,
+        tracker: tracker.clone(),
+        hangup: load.hangup,
+        in_flight: AtomicI64::new(0),
+        timeline: Mutex::new(Timeline::new()),
+    });
+    let load_over = CancellationToken::new();
+    let follower = tracker.map(|tracker| {
+        let (client, base, load_over) =
+            (client.clone(), target.bases[0].clone(), load_over.clone());
+        let drain = load.drain_timeout;
+        tokio::spawn(async move { tracker.follow(&client, &base, load_over, drain).await })
+    });
     let sampler = spawn_in_flight_sampler(Arc::clone(&target), load_over.clone());
     let run = match load.rate {
         Some(rate) => open_loop(&target, scenario, rate, load).await,
@@ -318,6 +387,11 @@ pub async fn drive(
         in_flight,
         window_start: load.warmup.as_secs_f64(),
         verdict,
+        timeline: target
+            .timeline
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_else(|e| e.into_inner().clone()),
         notes,
     })
 }
@@ -373,7 +447,7 @@ async fn closed_loop(target: &Arc<Target>, scenario: Scenario, load: &Load) -> R
     let stats = Arc::new(Mutex::new(Stats::default()));
     let warm = Arc::new(Mutex::new(Stats::default()));
     let counter = Arc::new(AtomicU64::new(0));
-    let begin = Instant::now();
+    let begin = load_began(target);
     let start = begin + load.warmup;
     let deadline = start + load.duration;
     let bar = progress(scenario, load);
@@ -416,7 +490,7 @@ async fn closed_loop(target: &Arc<Target>, scenario: Scenario, load: &Load) -> R
 async fn open_loop(target: &Arc<Target>, scenario: Scenario, rate: f64, load: &Load) -> Run {
     let stats = Arc::new(Mutex::new(Stats::default()));
     let warm = Arc::new(Mutex::new(Stats::default()));
-    let begin = Instant::now();
+    let begin = load_began(target);
     let start = begin + load.warmup;
     let deadline = start + load.duration;
     let bar = progress(scenario, load);
@@ -451,6 +525,16 @@ async fn open_loop(target: &Arc<Target>, scenario: Scenario, rate: f64, load: &L
         }));
     }
     finish(inflight, watcher, bar, stats, warm, load.duration).await
+}
+
+/// The load's start, which its timeline counts from: now, as the target
+/// is made right before the load.
+fn load_began(target: &Target) -> Instant {
+    target
+        .timeline
+        .lock()
+        .map(|t| t.began)
+        .unwrap_or_else(|_| Instant::now())
 }
 
 /// Waits for every request task, stops the progress bar, and hands over what was measured.

@@ -8,6 +8,7 @@ pub mod compare;
 pub mod completion;
 pub mod drive;
 pub mod exposition;
+pub mod fault;
 pub mod reconcile;
 pub mod scenario;
 pub mod smoke;

@@ -42,6 +42,11 @@ enum Cmd {
     /// queues of its own, after the machine has settled): the README's
     /// "Measured" loads by default, or the runs given.
     Measure(MeasureArgs),
+    /// Restarts a component for real in the middle of a load, each on a
+    /// fresh stack of one build: what the clients saw (failed answers by
+    /// status, when, how soon they were good again) and what became of the
+    /// accepted work (finished, reconciled). The README's fault table.
+    Fault(FaultArgs),
     /// Checks the rules a stack's records must keep whatever it was sent (a
     /// fuzzer's requests, say), once its work has drained: every order,
     /// payment and report final, no stock held by a closed order, reserved
@@ -167,6 +172,99 @@ struct MeasureArgs {
     /// (`"1 --rate 15 --duration 10"`); `--mode` is added. Default: the
     /// loads of the README's tables for the mode.
     runs: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct FaultArgs {
+    /// What to restart: payment, email, inventory, order (any service), broker,
+    /// postgres, or all (those six).
+    #[arg(required = true, value_parser = loadgen::fault::Fault::parse)]
+    faults: Vec<Vec<loadgen::fault::Fault>>,
+    /// Which build to run: sync or async.
+    #[arg(long, value_parser = loadgen::parse_mode)]
+    mode: Mode,
+    /// The directory of that build's binaries (`target/release`, `target/async/release`).
+    #[arg(long)]
+    bin: std::path::PathBuf,
+    /// Closed loop: this many concurrent clients.
+    #[arg(long, default_value_t = 10)]
+    clients: usize,
+    /// Seconds of load, the fault in the middle.
+    #[arg(long, default_value_t = 12.0)]
+    duration: f64,
+    /// Seconds into the load when the component is stopped.
+    #[arg(long, default_value_t = 3.0)]
+    at: f64,
+    /// Seconds the component stays away before it is started again.
+    #[arg(long, default_value_t = 3.0)]
+    down: f64,
+    /// Async: seconds to follow accepted work after the load.
+    #[arg(long, default_value_t = 60.0)]
+    drain_timeout: f64,
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres: String,
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    amqp: String,
+}
+
+async fn fault(args: FaultArgs) -> anyhow::Result<()> {
+    use loadgen::fault::{self, Plan, TABLE_HEADER};
+    use loadgen::stack::{self, Infra, Stack};
+    let mode = args.mode;
+    stack::ports_free(mode)?;
+    if args.at + args.down + 1.0 > args.duration {
+        bail!("--at + --down must end at least a second before the load's --duration");
+    }
+    let infra = Infra {
+        postgres: args.postgres,
+        amqp: args.amqp,
+    };
+    let name = format!("lab_fault_{mode}");
+    let log = std::env::temp_dir().join(format!("{name}.log"));
+    let env: Vec<(String, String)> = std::env::var("LAB_REPLICAS")
+        .map(|r| vec![("LAB_REPLICAS".to_owned(), r)])
+        .unwrap_or_default();
+    let plan = Plan {
+        at: Duration::from_secs_f64(args.at),
+        down: Duration::from_secs_f64(args.down),
+    };
+    let mut rows = Vec::new();
+    let mut broken = 0;
+    for fault in args.faults.into_iter().flatten() {
+        let stack = Stack::start(&args.bin, mode, &name, &env, &infra, &log).await?;
+        let load = Load {
+            mode,
+            host: "127.0.0.1".into(),
+            clients: args.clients,
+            think: Duration::ZERO,
+            rate: None,
+            max_in_flight: args.clients,
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs_f64(args.duration),
+            drain_timeout: Duration::from_secs_f64(args.drain_timeout),
+            hangup: None,
+            database_url: stack.database_url.clone(),
+            replicas: stack.replicas.clone(),
+            progress: true,
+        };
+        let report = fault::run(fault, &load, &stack.control(), plan).await;
+        stack.stop().await;
+        let report = report?;
+        println!();
+        for line in report.describe() {
+            println!("{line}");
+        }
+        broken += usize::from(!report.holds());
+        rows.push(report.row());
+    }
+    println!("\n{TABLE_HEADER}");
+    for row in rows {
+        println!("{row}");
+    }
+    if broken > 0 {
+        bail!("{broken} faults left work unfinished, records wrong or clients failing");
+    }
+    Ok(())
 }
 
 /// The loads of the README's sync table.
@@ -301,6 +399,7 @@ async fn main() -> ExitCode {
         Cmd::Compare(args) => loadgen::compare::run(args).await,
         Cmd::Smoke(args) => loadgen::smoke::run(args).await,
         Cmd::Measure(args) => measure(args).await,
+        Cmd::Fault(args) => fault(args).await,
         Cmd::Audit {
             mode,
             database_url,

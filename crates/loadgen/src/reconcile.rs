@@ -59,6 +59,7 @@ impl Verdict {
 
 /// A connection to the stack's database, and the moment (its clock) the load began.
 pub struct Audit {
+    url: String,
     db: PgConnection,
     since: DateTime<Utc>,
 }
@@ -69,19 +70,26 @@ impl Audit {
         let since = sqlx::query_scalar("SELECT now()")
             .fetch_one(&mut db)
             .await?;
-        Ok(Audit { db, since })
+        Ok(Audit {
+            url: database_url.to_owned(),
+            db,
+            since,
+        })
     }
 
     /// An audit of everything the stack holds, not only of one load's time.
     pub async fn everything(database_url: &str) -> anyhow::Result<Audit> {
         let db = PgConnection::connect(database_url).await?;
         Ok(Audit {
+            url: database_url.to_owned(),
             db,
             since: DateTime::<Utc>::UNIX_EPOCH,
         })
     }
 
-    /// Reads the records until the rule holds or `wait` has passed.
+    /// Reads the records until the rule holds or `wait` has passed; a
+    /// connection lost on the way (PostgreSQL restarted under the load) is
+    /// made again.
     /// `counted`: for the scenarios whose stored effects must equal the
     /// stack's own count of 2xx answers (clicks, fan-out), read anew each
     /// time: requests whose clients hung up may still be running.
@@ -98,9 +106,17 @@ impl Audit {
                 Some(counted) => counted.since_start().await,
                 None => None,
             };
-            let verdict = self.read(scenario, run_id, served).await?;
-            if verdict.holds() || Instant::now() >= deadline {
-                return Ok(verdict);
+            match self.read(scenario, run_id, served).await {
+                Ok(verdict) if verdict.holds() || Instant::now() >= deadline => {
+                    return Ok(verdict);
+                }
+                Ok(_) => {}
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => {
+                    if let Ok(db) = PgConnection::connect(&self.url).await {
+                        self.db = db;
+                    }
+                }
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -166,6 +182,19 @@ impl Audit {
                 .await?;
                 if held > 0 {
                     wrong.push(format!("{held} reservations held by closed orders"));
+                }
+                let twice: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM (
+                       SELECT p.order_id FROM payment_service.payments p
+                       JOIN order_service.orders o ON o.id = p.order_id
+                       WHERE o.created_at >= $1
+                       GROUP BY p.order_id HAVING count(*) > 1) AS charged",
+                )
+                .bind(since)
+                .fetch_one(&mut *db)
+                .await?;
+                if twice > 0 {
+                    wrong.push(format!("{twice} orders charged more than once"));
                 }
                 let off: Vec<(i64, i32, i64)> = sqlx::query_as(
                     "SELECT s.product_id, s.reserved, coalesce(sum(r.quantity), 0)::bigint

@@ -69,6 +69,7 @@ impl Stack {
         let child = tokio::process::Command::new(&lab)
             .arg("up")
             .env_remove("LAB_REPLICAS")
+            .env_remove("LAB_CONTROL_PORT")
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("DATABASE_URL", &database_url)
             .env("BROKER_PREFIX", name)
@@ -136,6 +137,14 @@ impl Stack {
             }
         }
         Ok(())
+    }
+
+    /// The launcher's control endpoint (stop and start a service).
+    pub fn control(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}",
+            common::services::launcher_port(self.mode)
+        )
     }
 
     /// Stops the stack (SIGINT: its services finish what they hold; killed

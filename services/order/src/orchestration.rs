@@ -10,8 +10,19 @@ use common::{Ctx, Result};
 use crate::saga::{self, Command, Event, Order};
 
 /// Runs the saga from `command` to its end. Returns the final order and, if
-/// it failed, what made it fail (the answer that set its reason).
-pub async fn run(ctx: &Ctx, mut order: Order, first: Command) -> Result<(Order, Option<String>)> {
+/// it failed, what made it fail (the answer that set its reason). A saga
+/// broken off by an error (the database gone mid-way) is failed and its
+/// stock release owed before the error is answered.
+pub async fn run(ctx: &Ctx, order: Order, first: Command) -> Result<(Order, Option<String>)> {
+    let id = order.id;
+    let run = drive(ctx, order, first).await;
+    if run.is_err() {
+        crate::followups::abandon_interrupted(ctx, id, ctx.settings.outbound_timeout).await;
+    }
+    run
+}
+
+async fn drive(ctx: &Ctx, mut order: Order, first: Command) -> Result<(Order, Option<String>)> {
     let mut command = Some(first);
     let mut cause = None;
     while let Some(c) = command.take() {
