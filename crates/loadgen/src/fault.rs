@@ -13,6 +13,7 @@
 //! nothing done twice).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -20,6 +21,7 @@ use common::Mode;
 
 use crate::drive::{Load, Outcome, Timeline, drive};
 use crate::scenario::Scenario;
+use crate::stack::{Infra, Stack};
 use crate::stats::human;
 
 /// A component restarted under load.
@@ -225,10 +227,6 @@ impl FaultReport {
         failed
     }
 
-    pub fn failed_count(&self) -> u64 {
-        self.failed().values().sum()
-    }
-
     /// Expected answers over the whole load.
     pub fn good(&self) -> u64 {
         let expected = self.outcome.expected;
@@ -247,134 +245,189 @@ impl FaultReport {
         Some(at.saturating_duration_since(self.injected.back))
     }
 
-    /// The longest any client waited for an answer.
-    pub fn slowest(&self) -> Duration {
-        self.outcome.stats.max().max(self.outcome.warmup.max())
+    /// What the report says, as figures: what `lab-load fault` prints and
+    /// the comparison report keeps.
+    pub fn summary(&self) -> FaultRun {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let failing = match self.outcome.timeline.failed_since(self.injected.stopping) {
+            (n, Some(first), Some(last)) if n > 0 => Some((first.as_secs_f64(), last.as_secs_f64())),
+            _ => None,
+        };
+        let completion = self.outcome.completion.as_ref();
+        let (records, reconciled) = match &self.outcome.verdict {
+            Some(Ok(v)) if v.holds() => (format!("{} final, 0 twice", v.started), true),
+            Some(Ok(v)) => (v.describe(self.outcome.scenario), false),
+            Some(Err(e)) => (format!("not read: {e}"), false),
+            None => ("not read".into(), false),
+        };
+        FaultRun {
+            fault: self.fault.name().into(),
+            mode: self.mode.as_str().into(),
+            scenario: self.outcome.scenario.name().into(),
+            load: self.outcome.load.clone(),
+            gone_ms: ms(self.injected.gone - self.injected.stopping),
+            away_ms: ms(self.injected.back - self.injected.stopping),
+            expected: self.outcome.expected,
+            good: self.good(),
+            failed: self.failed(),
+            failing_s: failing,
+            recovered_after_ms: self.recovered_after().map(ms),
+            slowest_ms: ms(self.outcome.stats.max().max(self.outcome.warmup.max())),
+            accepted: completion.map(|c| c.accepted),
+            unfinished: completion.map(|c| c.left),
+            drained_after_s: completion.and_then(|c| c.drained_after).map(|d| d.as_secs_f64()),
+            records,
+            reconciled,
+        }
     }
+}
 
-    /// Async: accepted operations not seen finished when the follower gave up.
-    pub fn unfinished(&self) -> u64 {
-        self.outcome.completion.as_ref().map_or(0, |c| c.left)
-    }
+/// One fault's figures (data.json of the comparison report keeps them).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FaultRun {
+    pub fault: String,
+    pub mode: String,
+    pub scenario: String,
+    pub load: String,
+    /// From the stop being asked to the component gone (a service finishes
+    /// its requests in flight first).
+    pub gone_ms: f64,
+    /// From the stop being asked to the component back.
+    pub away_ms: f64,
+    /// The scenario's expected status, and how many answers had it.
+    pub expected: u16,
+    pub good: u64,
+    /// The other answers, by status or error.
+    pub failed: BTreeMap<String, u64>,
+    /// The first and last failed answer, seconds from the stop.
+    pub failing_s: Option<(f64, f64)>,
+    /// From the component back to the first good answer no failure
+    /// followed; `None`: the failures went on to the end of the load.
+    pub recovered_after_ms: Option<f64>,
+    pub slowest_ms: f64,
+    /// Async: operations accepted, those not seen finished, and when the
+    /// last one finished after the load.
+    pub accepted: Option<u64>,
+    pub unfinished: Option<u64>,
+    pub drained_after_s: Option<f64>,
+    /// What the stack's records said.
+    pub records: String,
+    pub reconciled: bool,
+}
 
+/// The columns of [`FaultRun::cells`].
+pub const COLUMNS: [&str; 10] = [
+    "restarted",
+    "mode",
+    "scenario",
+    "away",
+    "failed answers",
+    "failing (from the stop)",
+    "clients good again",
+    "slowest answer",
+    "work",
+    "records",
+];
+
+impl FaultRun {
     /// Whether the stack kept its promises: every accepted operation
-    /// finished, the records final and consistent, and the clients good
-    /// again after the component came back.
+    /// finished, its records final and consistent, and the clients good
+    /// again once the component was back.
     pub fn holds(&self) -> bool {
-        let reconciled = matches!(&self.outcome.verdict, Some(Ok(v)) if v.holds());
-        reconciled && self.unfinished() == 0 && self.recovered_after().is_some()
+        let failed: u64 = self.failed.values().sum();
+        self.reconciled
+            && self.unfinished.unwrap_or(0) == 0
+            && (failed == 0 || self.recovered_after_ms.is_some())
     }
 
-    /// When the failed answers came, from the stop.
-    fn failing(&self) -> String {
-        match self.outcome.timeline.failed_since(self.injected.stopping) {
-            (count, Some(first), Some(last)) if count > 0 => {
-                format!(
-                    "{:.2} s to {:.2} s",
-                    first.as_secs_f64(),
-                    last.as_secs_f64()
-                )
-            }
-            _ => "none".into(),
-        }
-    }
-
-    fn failed_text(&self) -> String {
-        let failed = self.failed();
-        if failed.is_empty() {
-            return "0".into();
-        }
-        failed
-            .iter()
-            .map(|(what, n)| format!("{n} × {what}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    fn recovered_text(&self) -> String {
-        match (self.failed_count(), self.recovered_after()) {
-            (0, _) => "never failed".into(),
-            (_, Some(after)) if after < Timeline::STEP => "as soon as it was back".into(),
-            (_, Some(after)) => format!("{} after it was back", human(after)),
+    pub fn cells(&self) -> Vec<String> {
+        let ms = |ms: f64| human(Duration::from_secs_f64(ms / 1000.0));
+        let failed = if self.failed.is_empty() {
+            "0".into()
+        } else {
+            self.failed
+                .iter()
+                .map(|(what, n)| format!("{n} × {what}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let failing = match self.failing_s {
+            Some((first, last)) => format!("{first:.2} s to {last:.2} s"),
+            None => "none".into(),
+        };
+        let step_ms = Timeline::STEP.as_secs_f64() * 1000.0;
+        let recovered = match (self.failed.is_empty(), self.recovered_after_ms) {
+            (true, _) => "never failed".into(),
+            (_, Some(after)) if after < step_ms => "as soon as it was back".into(),
+            (_, Some(after)) => format!("{} after it was back", ms(after)),
             (_, None) => "NOT before the load ended".into(),
-        }
-    }
-
-    fn work_text(&self) -> String {
-        match &self.outcome.completion {
-            Some(c) => {
-                let drain = c
-                    .drained_after
-                    .map_or("not drained".into(), |d| format!("drained {}", human(d)));
+        };
+        let work = match (self.accepted, self.unfinished) {
+            (Some(accepted), Some(left)) => {
+                let drain = self
+                    .drained_after_s
+                    .map_or("not drained".into(), |d| format!("drained {d:.1} s"));
                 format!(
-                    "{} accepted, {} finished, {drain} after the load",
-                    c.accepted,
-                    c.accepted - c.left
+                    "{accepted} accepted, {} finished, {drain} after the load",
+                    accepted - left
                 )
             }
-            None => format!("{} answered {}", self.good(), self.outcome.expected),
-        }
-    }
-
-    fn records_text(&self) -> String {
-        match &self.outcome.verdict {
-            Some(Ok(v)) if v.holds() => format!("{} final, 0 twice", v.started),
-            Some(Ok(v)) => v.describe(self.outcome.scenario),
-            Some(Err(e)) => format!("not read: {e}"),
-            None => "not read".into(),
-        }
+            _ => format!("{} answered {}", self.good, self.expected),
+        };
+        vec![
+            self.fault.clone(),
+            self.mode.clone(),
+            self.scenario.clone(),
+            ms(self.away_ms),
+            failed,
+            failing,
+            recovered,
+            ms(self.slowest_ms),
+            work,
+            self.records.clone(),
+        ]
     }
 
     /// The report as lines for the terminal.
     pub fn describe(&self) -> Vec<String> {
-        let i = &self.injected;
+        let c = self.cells();
+        let ms = |ms: f64| human(Duration::from_secs_f64(ms / 1000.0));
         vec![
             format!(
-                "{} restarted under {} ({} mode, {}): gone {} after the stop was asked, back {} later",
-                self.fault.name(),
-                self.outcome.scenario.name(),
+                "{} restarted under {} ({} mode, {}): gone {} after the stop was asked, back after {}",
+                self.fault,
+                self.scenario,
                 self.mode,
-                self.outcome.load,
-                human(i.gone - i.stopping),
-                human(i.back - i.gone),
+                self.load,
+                ms(self.gone_ms),
+                c[3],
             ),
             format!(
                 "  answers: {} expected ({}), failed: {}",
-                self.good(),
-                self.outcome.expected,
-                self.failed_text()
+                self.good, self.expected, c[4]
             ),
             format!(
                 "  failures from the stop: {}; {}; slowest answer {}",
-                self.failing(),
-                self.recovered_text(),
-                human(self.slowest())
+                c[5], c[6], c[7]
             ),
-            format!("  work: {}", self.work_text()),
-            format!("  records: {}", self.records_text()),
+            format!("  work: {}", c[8]),
+            format!("  records: {}", c[9]),
         ]
-    }
-
-    /// A row of the README's fault table.
-    pub fn row(&self) -> String {
-        format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            self.fault.name(),
-            self.mode,
-            self.outcome.scenario.name(),
-            human(self.injected.back - self.injected.stopping),
-            self.failed_text(),
-            self.failing(),
-            self.recovered_text(),
-            human(self.slowest()),
-            self.work_text(),
-            self.records_text(),
-        )
     }
 }
 
-/// The header of [`FaultReport::row`]'s table.
-pub const TABLE_HEADER: &str = "| restarted | mode | scenario | away | failed answers | failing (from the stop) | clients recovered | slowest answer | work | records |\n|---|---|---|---|---|---|---|---|---|---|";
+/// The runs as a Markdown table (the README's).
+pub fn markdown_table(runs: &[FaultRun]) -> String {
+    let mut table = format!(
+        "| {} |\n|{}\n",
+        COLUMNS.join(" | "),
+        "---|".repeat(COLUMNS.len())
+    );
+    for run in runs {
+        table.push_str(&format!("| {} |\n", run.cells().join(" | ")));
+    }
+    table
+}
 
 /// Loads `fault`'s scenario on a running stack and restarts the component
 /// in the middle of it.
@@ -396,4 +449,57 @@ pub async fn run(
         outcome: outcome?,
         injected,
     })
+}
+
+/// A fault's trial: the build, the stack's settings, the load and the plan.
+pub struct Trial<'a> {
+    /// The directory of the mode's build (`lab` and the services).
+    pub bin: &'a Path,
+    pub mode: Mode,
+    /// The stack's database and broker prefix.
+    pub name: &'a str,
+    /// The stack's settings (delays, `LAB_REPLICAS`).
+    pub env: &'a [(String, String)],
+    pub infra: &'a Infra,
+    pub log: &'a Path,
+    /// Closed loop: this many clients, back to back.
+    pub clients: usize,
+    pub duration: Duration,
+    pub drain_timeout: Duration,
+    pub plan: Plan,
+}
+
+/// `fault` restarted in the middle of its scenario's load, on a fresh stack
+/// (started, and stopped with its database and queues afterwards).
+pub async fn on_fresh_stack(trial: &Trial<'_>, fault: Fault) -> anyhow::Result<FaultReport> {
+    if trial.plan.at + trial.plan.down + Duration::from_secs(1) > trial.duration {
+        bail!("the fault must be over at least a second before the load ends");
+    }
+    let stack = Stack::start(
+        trial.bin,
+        trial.mode,
+        trial.name,
+        trial.env,
+        trial.infra,
+        trial.log,
+    )
+    .await?;
+    let load = Load {
+        mode: trial.mode,
+        host: "127.0.0.1".into(),
+        clients: trial.clients,
+        think: Duration::ZERO,
+        rate: None,
+        max_in_flight: trial.clients,
+        warmup: Duration::ZERO,
+        duration: trial.duration,
+        drain_timeout: trial.drain_timeout,
+        hangup: None,
+        database_url: stack.database_url.clone(),
+        replicas: stack.replicas.clone(),
+        progress: false,
+    };
+    let report = run(fault, &load, &stack.control(), trial.plan).await;
+    stack.stop().await;
+    report.with_context(|| format!("{} restarted; log: {}", fault.name(), trial.log.display()))
 }

@@ -208,59 +208,47 @@ struct FaultArgs {
 }
 
 async fn fault(args: FaultArgs) -> anyhow::Result<()> {
-    use loadgen::fault::{self, Plan, TABLE_HEADER};
-    use loadgen::stack::{self, Infra, Stack};
+    use loadgen::fault::{self, Plan, Trial};
+    use loadgen::stack::{self, Infra};
     let mode = args.mode;
     stack::ports_free(mode)?;
-    if args.at + args.down + 1.0 > args.duration {
-        bail!("--at + --down must end at least a second before the load's --duration");
-    }
     let infra = Infra {
         postgres: args.postgres,
         amqp: args.amqp,
     };
     let name = format!("lab_fault_{mode}");
     let log = std::env::temp_dir().join(format!("{name}.log"));
+    // The stacks inherit the settings exported; the instances are passed on
+    // by name, as `Stack::start` does not let them in unasked.
     let env: Vec<(String, String)> = std::env::var("LAB_REPLICAS")
         .map(|r| vec![("LAB_REPLICAS".to_owned(), r)])
         .unwrap_or_default();
-    let plan = Plan {
-        at: Duration::from_secs_f64(args.at),
-        down: Duration::from_secs_f64(args.down),
+    let trial = Trial {
+        bin: &args.bin,
+        mode,
+        name: &name,
+        env: &env,
+        infra: &infra,
+        log: &log,
+        clients: args.clients,
+        duration: Duration::from_secs_f64(args.duration),
+        drain_timeout: Duration::from_secs_f64(args.drain_timeout),
+        plan: Plan {
+            at: Duration::from_secs_f64(args.at),
+            down: Duration::from_secs_f64(args.down),
+        },
     };
-    let mut rows = Vec::new();
-    let mut broken = 0;
+    let mut runs = Vec::new();
     for fault in args.faults.into_iter().flatten() {
-        let stack = Stack::start(&args.bin, mode, &name, &env, &infra, &log).await?;
-        let load = Load {
-            mode,
-            host: "127.0.0.1".into(),
-            clients: args.clients,
-            think: Duration::ZERO,
-            rate: None,
-            max_in_flight: args.clients,
-            warmup: Duration::ZERO,
-            duration: Duration::from_secs_f64(args.duration),
-            drain_timeout: Duration::from_secs_f64(args.drain_timeout),
-            hangup: None,
-            database_url: stack.database_url.clone(),
-            replicas: stack.replicas.clone(),
-            progress: true,
-        };
-        let report = fault::run(fault, &load, &stack.control(), plan).await;
-        stack.stop().await;
-        let report = report?;
+        let run = fault::on_fresh_stack(&trial, fault).await?.summary();
         println!();
-        for line in report.describe() {
+        for line in run.describe() {
             println!("{line}");
         }
-        broken += usize::from(!report.holds());
-        rows.push(report.row());
+        runs.push(run);
     }
-    println!("\n{TABLE_HEADER}");
-    for row in rows {
-        println!("{row}");
-    }
+    println!("\n{}", fault::markdown_table(&runs));
+    let broken = runs.iter().filter(|r| !r.holds()).count();
     if broken > 0 {
         bail!("{broken} faults left work unfinished, records wrong or clients failing");
     }

@@ -217,6 +217,21 @@ fn a_quick_comparison_writes_a_report_that_shows_what_was_measured() {
     );
     check_plots(&dir, &data);
 
+    // The quick profile restarts payment under the saga, in both modes: sync
+    // answers 503 while it is away, async accepts it all and finishes it.
+    let modes: Vec<&str> = data.faults.iter().map(|f| f.mode.as_str()).collect();
+    assert_eq!(modes, ["sync", "async"]);
+    for fault in &data.faults {
+        assert_eq!(fault.fault, "payment");
+        assert!(fault.holds(), "{:?}", fault.describe());
+        let row = format!("| {} |", fault.cells().join(" | "));
+        assert!(md.contains(&row), "report.md: {row}");
+    }
+    let (sync, asy) = (&data.faults[0], &data.faults[1]);
+    assert_eq!(sync.failed.keys().collect::<Vec<_>>(), ["503"]);
+    assert!(asy.failed.is_empty(), "{:?}", asy.failed);
+    assert_eq!(asy.unfinished, Some(0));
+
     // Against itself: a differences table, nothing beyond the spread.
     let again = lab_load()
         .arg("render")

@@ -26,9 +26,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::Mode;
-use loadgen::drive::Load;
-use loadgen::fault::{self, ALL, Fault, FaultReport, Plan};
-use loadgen::stack::{Infra, Stack};
+use loadgen::fault::{self, ALL, Fault, FaultReport, Plan, Trial};
+use loadgen::stack::Infra;
 
 fn bin(mode: Mode) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -55,32 +54,25 @@ async fn restart(mode: Mode, fault: Fault) -> FaultReport {
     .iter()
     .map(|(k, v)| ((*k).into(), (*v).into()))
     .collect();
-    let stack = Stack::start(&bin(mode), mode, &name, &env, &infra, &log)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}; log: {}", log.display()));
-    let load = Load {
+    let trial = Trial {
+        bin: &bin(mode),
         mode,
-        host: "127.0.0.1".into(),
+        name: &name,
+        env: &env,
+        infra: &infra,
+        log: &log,
         clients: 8,
-        think: Duration::ZERO,
-        rate: None,
-        max_in_flight: 8,
-        warmup: Duration::ZERO,
         duration: Duration::from_secs(6),
         drain_timeout: Duration::from_secs(60),
-        hangup: None,
-        database_url: stack.database_url.clone(),
-        replicas: stack.replicas.clone(),
-        progress: false,
+        plan: Plan {
+            at: Duration::from_millis(1500),
+            down: Duration::from_millis(1500),
+        },
     };
-    let plan = Plan {
-        at: Duration::from_millis(1500),
-        down: Duration::from_millis(1500),
-    };
-    let report = fault::run(fault, &load, &stack.control(), plan).await;
-    stack.stop().await;
-    let report = report.unwrap_or_else(|e| panic!("{e:#}; log: {}", log.display()));
-    for line in report.describe() {
+    let report = fault::on_fresh_stack(&trial, fault)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    for line in report.summary().describe() {
         eprintln!("{line}");
     }
     report
@@ -97,7 +89,7 @@ async fn sync_fails_fast_with_503_while_a_component_is_away_and_loses_nothing() 
     for fault in ALL {
         let report = restart(Mode::Sync, fault).await;
         let name = fault.name();
-        assert!(report.holds(), "{name}: {:?}", report.describe());
+        assert!(report.summary().holds(), "{name}: {:?}", report.summary().describe());
         assert!(report.good() > 0, "{name}: good answers before and after");
         let failed = failed_with(&report);
         match fault {
@@ -124,7 +116,7 @@ async fn async_accepts_through_every_restart_and_finishes_all_it_accepted() {
     for fault in ALL {
         let report = restart(Mode::Async, fault).await;
         let name = fault.name();
-        assert!(report.holds(), "{name}: {:?}", report.describe());
+        assert!(report.summary().holds(), "{name}: {:?}", report.summary().describe());
         let completion = report.outcome.completion.as_ref().unwrap();
         assert!(completion.accepted > 0, "{name}");
         assert_eq!(

@@ -24,6 +24,9 @@ pub struct Data {
     pub machine: Machine,
     pub settings: Settings,
     pub runs: Vec<RunData>,
+    /// Components restarted under load (`--faults`), each mode in turn.
+    #[serde(default)]
+    pub faults: Vec<crate::fault::FaultRun>,
 }
 
 /// Every setting both modes ran with.

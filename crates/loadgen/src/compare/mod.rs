@@ -71,9 +71,26 @@ pub struct CompareArgs {
     pub postgres: String,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     pub amqp: String,
+    /// Components restarted under load after the scenarios, each in both
+    /// modes on a fresh stack (`lab-load fault`): `all`, `none`, or a list
+    /// (`payment,broker`). Default: all in the full profile, payment in the
+    /// quick one.
+    #[arg(long, value_parser = parse_faults)]
+    pub faults: Option<Vec<crate::fault::Fault>>,
     /// RabbitMQ's management API (only its version is read).
     #[arg(long, default_value = "http://127.0.0.1:15672")]
     pub rabbitmq_api: String,
+}
+
+fn parse_faults(s: &str) -> Result<Vec<crate::fault::Fault>, String> {
+    if s == "none" {
+        return Ok(Vec::new());
+    }
+    let mut faults = Vec::new();
+    for part in s.split(',') {
+        faults.extend(crate::fault::Fault::parse(part.trim())?);
+    }
+    Ok(faults)
 }
 
 fn parse_setting(s: &str) -> Result<(String, String), String> {
@@ -190,6 +207,7 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
             loads: profile.loads.clone(),
         },
         runs: Vec::new(),
+        faults: Vec::new(),
     };
     let infra = Infra {
         postgres: args.postgres.clone(),
@@ -287,6 +305,47 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
         }
     }
     bar.finish_and_clear();
+    let faults = args.faults.clone().unwrap_or_else(|| {
+        if args.quick {
+            vec![crate::fault::Fault::Service("payment")]
+        } else {
+            crate::fault::ALL.to_vec()
+        }
+    });
+    for fault in faults {
+        for (mode, bin) in [(Mode::Sync, &args.sync_bin), (Mode::Async, &args.async_bin)] {
+            n += 1;
+            let name = format!("{tag}_{n}");
+            let log = args
+                .out
+                .join("logs")
+                .join(format!("fault-{}-{mode}.log", fault.name()));
+            let (duration, at, down) = if args.quick {
+                (6.0, 1.5, 1.5)
+            } else {
+                (12.0, 3.0, 3.0)
+            };
+            let trial = crate::fault::Trial {
+                bin,
+                mode,
+                name: &name,
+                env: &env,
+                infra: &infra,
+                log: &log,
+                clients: args.clients,
+                duration: Duration::from_secs_f64(duration),
+                drain_timeout: Duration::from_secs(60),
+                plan: crate::fault::Plan {
+                    at: Duration::from_secs_f64(at),
+                    down: Duration::from_secs_f64(down),
+                },
+            };
+            let run = crate::fault::on_fresh_stack(&trial, fault).await?.summary();
+            eprintln!("fault: {}", run.cells().join(" | "));
+            data.faults.push(run);
+            write_data(&args.out, &data)?;
+        }
+    }
     render::write(&args.out, &data, against.as_ref())?;
     println!("{}", render::summary_text(&data, against.as_ref()));
     println!("report: {}", args.out.join("index.html").display());

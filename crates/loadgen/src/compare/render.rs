@@ -670,6 +670,28 @@ fn document(dir: &Path, data: &Data, against: Option<&Data>) -> anyhow::Result<V
             doc.push(Block::List(problems));
         }
     }
+    doc.push(Block::H(2, "Faults: a component restarted under load".into()));
+    if data.faults.is_empty() {
+        doc.push(Block::P("Not run (`--faults none`).".into()));
+    } else {
+        doc.push(Block::P(
+            "Each on a fresh stack: the scenario whose work crosses the component, closed loop, and in its middle the component stopped and started for real (a service through `lab up`'s control endpoint, RabbitMQ by `rabbitmqctl stop_app`/`start_app`, PostgreSQL by `pg_ctlcluster`). Failed answers are counted by status (clients send their next request at once, so a refused connection is counted many times); \"clients good again\" is from the component back (its start command returned) to the first expected answer no failure followed; async work is followed to its end and the stack's records reconciled (final, nothing charged or sent twice).".into(),
+        ));
+        doc.push(Block::Table {
+            head: crate::fault::COLUMNS.map(String::from).to_vec(),
+            rows: data.faults.iter().map(crate::fault::FaultRun::cells).collect(),
+        });
+        let broken: Vec<String> = data
+            .faults
+            .iter()
+            .filter(|f| !f.holds())
+            .map(|f| format!("{} restarted, {} mode: {}", f.fault, f.mode, f.records))
+            .collect();
+        if !broken.is_empty() {
+            doc.push(Block::P("⚠ Findings:".into()));
+            doc.push(Block::List(broken));
+        }
+    }
     doc.push(Block::H(2, "Machine and settings".into()));
     let s = &data.settings;
     let mut rows = vec![
