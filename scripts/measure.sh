@@ -19,11 +19,4 @@ cd "$(dirname "$0")/.."
 . scripts/lib/lab-stack.sh
 mode=${1:?usage: scripts/measure.sh sync|async [\"lab-load run arguments\" ...]}
 shift
-case "$mode" in
-    sync | async) ;;
-    *) echo "measure.sh: the mode is sync or async" >&2; exit 2 ;;
-esac
-scripts/ensure-services.sh >/dev/null
-lab_build "$mode" release
-bin=$(lab_bin "$mode" release)
-exec "$bin/lab-load" measure --mode "$mode" --bin "$bin" "$@"
+lab_load_release "$mode" measure "$@"

@@ -1,8 +1,8 @@
 # shellcheck shell=bash
 # Sourced by the scripts that build the lab and run whole stacks with `lab up`
 # against a throwaway database and broker prefix (check-monitoring.sh,
-# check-showdown.sh, run-k6.sh): building it, starting it, waiting for it, and
-# leaving nothing behind.
+# check-showdown.sh, run-k6.sh, measure.sh, faults.sh): building it, starting
+# it, waiting for it, and leaving nothing behind.
 
 # The directory of the mode's binaries for a cargo profile (debug, release).
 lab_bin() {
@@ -18,6 +18,23 @@ lab_build() {
     else
         cargo build "${profile[@]}" --bins --quiet --locked
     fi
+}
+
+# `lab_load_release <mode> <subcommand> [args...]`: builds the mode (release)
+# and runs `lab-load <subcommand> --mode <mode> --bin <its build> args...`,
+# which starts the fresh stacks itself (scripts/measure.sh, scripts/faults.sh).
+lab_load_release() {
+    local mode=$1 subcommand=$2
+    shift 2
+    case "$mode" in
+        sync | async) ;;
+        *) echo "the mode is sync or async" >&2; exit 2 ;;
+    esac
+    scripts/ensure-services.sh >/dev/null
+    lab_build "$mode" release
+    local bin
+    bin=$(lab_bin "$mode" release)
+    exec "$bin/lab-load" "$subcommand" --mode "$mode" --bin "$bin" "$@"
 }
 
 # `lab_wait <bin dir> <log> <pid>` asks the services (`lab status --wait`:

@@ -250,7 +250,9 @@ impl FaultReport {
     pub fn summary(&self) -> FaultRun {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let failing = match self.outcome.timeline.failed_since(self.injected.stopping) {
-            (n, Some(first), Some(last)) if n > 0 => Some((first.as_secs_f64(), last.as_secs_f64())),
+            (n, Some(first), Some(last)) if n > 0 => {
+                Some((first.as_secs_f64(), last.as_secs_f64()))
+            }
             _ => None,
         };
         let completion = self.outcome.completion.as_ref();
@@ -275,7 +277,9 @@ impl FaultReport {
             slowest_ms: ms(self.outcome.stats.max().max(self.outcome.warmup.max())),
             accepted: completion.map(|c| c.accepted),
             unfinished: completion.map(|c| c.left),
-            drained_after_s: completion.and_then(|c| c.drained_after).map(|d| d.as_secs_f64()),
+            drained_after_s: completion
+                .and_then(|c| c.drained_after)
+                .map(|d| d.as_secs_f64()),
             records,
             reconciled,
         }

@@ -89,7 +89,11 @@ async fn sync_fails_fast_with_503_while_a_component_is_away_and_loses_nothing() 
     for fault in ALL {
         let report = restart(Mode::Sync, fault).await;
         let name = fault.name();
-        assert!(report.summary().holds(), "{name}: {:?}", report.summary().describe());
+        assert!(
+            report.summary().holds(),
+            "{name}: {:?}",
+            report.summary().describe()
+        );
         assert!(report.good() > 0, "{name}: good answers before and after");
         let failed = failed_with(&report);
         match fault {
@@ -116,7 +120,11 @@ async fn async_accepts_through_every_restart_and_finishes_all_it_accepted() {
     for fault in ALL {
         let report = restart(Mode::Async, fault).await;
         let name = fault.name();
-        assert!(report.summary().holds(), "{name}: {:?}", report.summary().describe());
+        assert!(
+            report.summary().holds(),
+            "{name}: {:?}",
+            report.summary().describe()
+        );
         let completion = report.outcome.completion.as_ref().unwrap();
         assert!(completion.accepted > 0, "{name}");
         assert_eq!(

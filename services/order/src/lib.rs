@@ -158,19 +158,19 @@ async fn create_order(
         .command
         .ok_or_else(|| anyhow!("a saga starts with a command"))?;
     tracing::info!(order_id = order.id, "order created");
+    // What an accepted order answers, read before the commit: once the
+    // order is committed, a read that fails (the database gone) must not
+    // answer an error for it.
+    let accepted = saga::view(&mut *tx, &order).await?;
     let (order, cause) = match seam::start_saga(&ctx, tx, order.clone(), first).await? {
         Delivery::Accepted => {
-            return Ok((
-                StatusCode::ACCEPTED,
-                axum::Json(saga::view(&ctx, &order).await?),
-            )
-                .into_response());
+            return Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response());
         }
         Delivery::Done(done) => done,
     };
     let reason = match (order.status, order.reason()) {
         (Status::Confirmed, _) => {
-            let body = saga::view(&ctx, &order).await?;
+            let body = saga::view(&ctx.db, &order).await?;
             return Ok((StatusCode::CREATED, axum::Json(body)).into_response());
         }
         (Status::Failed, Some(reason)) => reason,
@@ -203,7 +203,7 @@ fn failure_status(reason: Reason) -> StatusCode {
 /// The contract's failure body: `{"detail": {message, order_id, product_id,
 /// reason, compensation_executed}}`, plus the steps.
 async fn failure(ctx: &Ctx, status: StatusCode, order: &Order, message: &str) -> Result<Error> {
-    let view = saga::view(ctx, order).await?;
+    let view = saga::view(&ctx.db, order).await?;
     let released = view["steps"].as_array().is_some_and(|steps| {
         steps
             .iter()
@@ -238,5 +238,5 @@ async fn get_order(
     PathParam(id): PathParam<i64>,
 ) -> Result<axum::Json<serde_json::Value>> {
     let order = saga::find(&ctx, id).await?;
-    Ok(axum::Json(saga::view(&ctx, &order).await?))
+    Ok(axum::Json(saga::view(&ctx.db, &order).await?))
 }

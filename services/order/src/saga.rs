@@ -429,19 +429,25 @@ pub struct Step {
     pub at: DateTime<Utc>,
 }
 
-/// An order with its steps, as `GET /orders/{id}` shows it.
-pub async fn view(ctx: &Ctx, order: &Order) -> Result<Value> {
+/// An order with its steps, as `GET /orders/{id}` shows it (read in
+/// `db`: the pool, or the transaction that recorded them, so that an
+/// accepted order's answer needs no read after its commit).
+pub async fn view<'e>(db: impl PgExecutor<'e>, order: &Order) -> Result<Value> {
     let steps: Vec<Step> = sqlx::query_as(
         "SELECT step, outcome, detail, at FROM saga_steps WHERE order_id = $1 ORDER BY id",
     )
     .bind(order.id)
-    .fetch_all(&ctx.db)
+    .fetch_all(db)
     .await?;
+    Ok(body(order, &steps))
+}
+
+fn body(order: &Order, steps: &[Step]) -> Value {
     let mut body = serde_json::to_value(order).unwrap_or_default();
     body["amount"] = json!(order.amount());
     body["steps"] = json!(steps);
     body["status_url"] = json!(format!("/orders/{}", order.id));
-    Ok(body)
+    body
 }
 
 pub async fn find(ctx: &Ctx, id: i64) -> Result<Order> {

@@ -670,7 +670,10 @@ fn document(dir: &Path, data: &Data, against: Option<&Data>) -> anyhow::Result<V
             doc.push(Block::List(problems));
         }
     }
-    doc.push(Block::H(2, "Faults: a component restarted under load".into()));
+    doc.push(Block::H(
+        2,
+        "Faults: a component restarted under load".into(),
+    ));
     if data.faults.is_empty() {
         doc.push(Block::P("Not run (`--faults none`).".into()));
     } else {
@@ -679,7 +682,11 @@ fn document(dir: &Path, data: &Data, against: Option<&Data>) -> anyhow::Result<V
         ));
         doc.push(Block::Table {
             head: crate::fault::COLUMNS.map(String::from).to_vec(),
-            rows: data.faults.iter().map(crate::fault::FaultRun::cells).collect(),
+            rows: data
+                .faults
+                .iter()
+                .map(crate::fault::FaultRun::cells)
+                .collect(),
         });
         let broken: Vec<String> = data
             .faults
