@@ -600,7 +600,39 @@ fn take(stats: Arc<Mutex<Stats>>) -> Stats {
 
 #[cfg(test)]
 mod tests {
-    use super::hangs_up;
+    use super::{Timeline, hangs_up};
+    use std::time::Duration;
+
+    #[test]
+    fn a_timeline_says_when_failures_came_and_when_answers_were_good_again() {
+        let mut t = Timeline::new();
+        let (began, step) = (t.began, Timeline::STEP);
+        for (ms, ok) in [
+            (10, true),
+            (120, false),
+            (180, false),
+            (260, true),
+            (300, true),
+        ] {
+            t.record(began + Duration::from_millis(ms), ok);
+        }
+        // Failed in the steps of 100-150 ms and 150-200 ms: from a stop at
+        // 100 ms, the first ended 50 ms after it, the last 100 ms after it.
+        let stop = began + Duration::from_millis(100);
+        assert_eq!(
+            t.failed_since(stop),
+            (
+                2,
+                Some(Duration::from_millis(50)),
+                Some(Duration::from_millis(100))
+            )
+        );
+        assert_eq!(t.failed_since(began + Duration::from_millis(200)).0, 0);
+        // Good again from the step that starts at 250 ms.
+        assert_eq!(t.recovered(), Some(began + step * 5));
+        t.record(began + Duration::from_millis(400), false);
+        assert_eq!(t.recovered(), None, "failing to the end");
+    }
 
     #[test]
     fn a_share_of_hang_ups_is_spread_evenly() {

@@ -507,3 +507,90 @@ pub async fn on_fresh_stack(trial: &Trial<'_>, fault: Fault) -> anyhow::Result<F
     stack.stop().await;
     report.with_context(|| format!("{} restarted; log: {}", fault.name(), trial.log.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> FaultRun {
+        FaultRun {
+            fault: "payment".into(),
+            mode: "sync".into(),
+            scenario: "order".into(),
+            load: "10 clients".into(),
+            gone_ms: 120.0,
+            away_ms: 3_200.0,
+            expected: 400,
+            good: 780,
+            failed: BTreeMap::from([("503".to_owned(), 1_600)]),
+            failing_s: Some((0.02, 3.17)),
+            recovered_after_ms: Some(0.0),
+            slowest_ms: 200.3,
+            accepted: None,
+            unfinished: None,
+            drained_after_s: None,
+            records: "2380 final, 0 twice".into(),
+            reconciled: true,
+        }
+    }
+
+    #[test]
+    fn every_known_fault_is_named_and_crossed_by_a_scenario() {
+        assert_eq!(Fault::parse("all").unwrap(), ALL);
+        assert_eq!(Fault::parse("rabbitmq").unwrap(), [Fault::Broker]);
+        assert_eq!(
+            Fault::parse("email").unwrap()[0].scenario(),
+            Scenario::Register
+        );
+        assert_eq!(
+            Fault::parse("payment").unwrap()[0].scenario(),
+            Scenario::Order
+        );
+        assert!(Fault::parse("kafka").is_err());
+    }
+
+    #[test]
+    fn a_fault_holds_only_when_nothing_is_left_wrong_and_clients_are_good_again() {
+        let fine = run();
+        assert!(fine.holds());
+        assert_eq!(
+            fine.cells(),
+            [
+                "payment",
+                "sync",
+                "order",
+                "3200.0 ms",
+                "1600 × 503",
+                "0.02 s to 3.17 s",
+                "as soon as it was back",
+                "200.3 ms",
+                "780 answered 400",
+                "2380 final, 0 twice"
+            ]
+        );
+        let still_failing = FaultRun {
+            recovered_after_ms: None,
+            ..run()
+        };
+        assert!(!still_failing.holds());
+        assert_eq!(still_failing.cells()[6], "NOT before the load ended");
+        let left = FaultRun {
+            accepted: Some(10),
+            unfinished: Some(1),
+            drained_after_s: None,
+            ..run()
+        };
+        assert!(!left.holds());
+        assert_eq!(
+            left.cells()[8],
+            "10 accepted, 9 finished, not drained after the load"
+        );
+        assert!(
+            markdown_table(&[fine])
+                .lines()
+                .nth(2)
+                .unwrap()
+                .starts_with("| payment | sync |"),
+        );
+    }
+}

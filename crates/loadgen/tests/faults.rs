@@ -22,28 +22,17 @@
 // A failed unwrap in a test helper is a failed test, which is what we want.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+mod support;
+
 use std::time::Duration;
 
 use common::Mode;
 use loadgen::fault::{self, ALL, Fault, FaultReport, Plan, Trial};
-use loadgen::stack::Infra;
-
-fn bin(mode: Mode) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    match mode {
-        Mode::Sync => root.join("target/debug"),
-        Mode::Async => root.join("target/async/debug"),
-    }
-}
 
 /// `fault` restarted in the middle of 6 s of its scenario, on a fresh stack.
 async fn restart(mode: Mode, fault: Fault) -> FaultReport {
     loadgen::stack::ports_free(mode).expect("the mode's ports are free");
-    let infra = Infra {
-        postgres: "postgres://postgres@127.0.0.1:5432/postgres".into(),
-        amqp: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-    };
+    let infra = support::infra();
     let name = format!("lab_faults_{mode}_{}", std::process::id());
     let log = std::env::temp_dir().join(format!("{name}.log"));
     let env: Vec<(String, String)> = [
@@ -55,7 +44,7 @@ async fn restart(mode: Mode, fault: Fault) -> FaultReport {
     .map(|(k, v)| ((*k).into(), (*v).into()))
     .collect();
     let trial = Trial {
-        bin: &bin(mode),
+        bin: &support::bin(mode),
         mode,
         name: &name,
         env: &env,

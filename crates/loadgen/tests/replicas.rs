@@ -14,31 +14,21 @@
 // A failed unwrap in a test helper is a failed test, which is what we want.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::panic::AssertUnwindSafe;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{Mode, services};
 use futures_util::FutureExt;
 use loadgen::drive::{Load, drive};
 use loadgen::scenario::Scenario;
-use loadgen::stack::{Infra, Stack};
+use loadgen::stack::Stack;
 use sqlx::{Connection, PgConnection};
-
-fn bin(mode: Mode) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    match mode {
-        Mode::Sync => root.join("target/debug"),
-        Mode::Async => root.join("target/async/debug"),
-    }
-}
 
 async fn start(mode: Mode, replicas: &str) -> Stack {
     loadgen::stack::ports_free(mode).expect("the mode's ports are free");
-    let infra = Infra {
-        postgres: "postgres://postgres@127.0.0.1:5432/postgres".into(),
-        amqp: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-    };
+    let infra = support::infra();
     let name = format!("lab_replicas_{mode}_{}", std::process::id());
     let log = std::env::temp_dir().join(format!("{name}.log"));
     let env: Vec<(String, String)> = [
@@ -50,7 +40,7 @@ async fn start(mode: Mode, replicas: &str) -> Stack {
     .iter()
     .map(|(k, v)| ((*k).into(), (*v).into()))
     .collect();
-    Stack::start(&bin(mode), mode, &name, &env, &infra, &log)
+    Stack::start(&support::bin(mode), mode, &name, &env, &infra, &log)
         .await
         .unwrap_or_else(|e| panic!("{e:#}; log: {}", log.display()))
 }
