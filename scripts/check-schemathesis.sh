@@ -8,10 +8,11 @@
 # reproducible (`st run ... --seed 1` replays it). Then `lab-load audit`
 # checks what the fuzzer's requests left in each stack's records, once the
 # work drained: every order, payment and report final, no stock held by a
-# closed order, reserved stock equal to what reservations hold. (Clicks and
-# the fan-out are not audited here: the fuzzer sends Idempotency-Keys, and a
-# repeated key is rightly stored once; and it calls analytics' own
-# /log_update, so updates logged outnumber the product updates answered.)
+# closed order, reserved stock equal to what reservations hold, clicks stored
+# equal to clicks answered 200 less those a repeated Idempotency-Key made a
+# no-op (clicks_deduplicated_total). (The fan-out is not audited here: the
+# fuzzer calls analytics' own /log_update, so updates logged outnumber the
+# product updates answered.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/lab-stack.sh

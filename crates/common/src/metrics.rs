@@ -47,7 +47,16 @@ pub fn install() -> &'static PrometheusHandle {
     })
 }
 
+/// Clicks answered 200 that stored nothing: their `Idempotency-Key` was
+/// stored already (analytics counts them; the load driver's and the audit's
+/// reconciliation subtracts them from the 200s).
+pub const CLICKS_DEDUPLICATED: &str = "clicks_deduplicated_total";
+
 fn describe() {
+    describe_counter!(
+        CLICKS_DEDUPLICATED,
+        "Clicks answered 200 that stored nothing: their Idempotency-Key was stored already"
+    );
     describe_counter!(
         "http_requests_total",
         "HTTP requests answered, by route and status"

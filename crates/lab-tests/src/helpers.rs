@@ -93,3 +93,20 @@ pub async fn final_orders(stack: &Stack, answers: &[(u16, Value)]) -> Vec<Value>
     }
     out
 }
+
+/// A service's `/metrics` text.
+pub async fn metrics(stack: &Stack, service: &str) -> String {
+    let response = stack
+        .http()
+        .get(stack.url(service, "/metrics"))
+        .send()
+        .await
+        .expect("metrics answered");
+    response.text().await.expect("metrics read")
+}
+
+/// A series of a service summed over its labels (0 before its first count).
+pub async fn counter(stack: &Stack, service: &str, series: &str) -> f64 {
+    let text = metrics(stack, service).await;
+    loadgen::exposition::sum(&text, series, |_| true)
+}

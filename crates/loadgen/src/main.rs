@@ -50,8 +50,9 @@ enum Cmd {
     /// Checks the rules a stack's records must keep whatever it was sent (a
     /// fuzzer's requests, say), once its work has drained: every order,
     /// payment and report final, no stock held by a closed order, reserved
-    /// stock equal to what reservations hold. (Not fan-out or clicks: a
-    /// fuzzer calls analytics' own routes too, and sends Idempotency-Keys.)
+    /// stock equal to what reservations hold, clicks stored equal to clicks
+    /// answered 200 less those a stored Idempotency-Key made a no-op. (Not
+    /// the fan-out: a fuzzer calls analytics' own /log_update too.)
     Audit {
         #[arg(long, value_parser = loadgen::parse_mode)]
         mode: Mode,
@@ -348,7 +349,12 @@ async fn audit(mode: Mode, database_url: &str, host: &str, wait: Duration) -> an
     let mut audit = Audit::everything(database_url).await?;
     let client = reqwest::Client::builder().no_proxy().build()?;
     let mut broken = 0;
-    for scenario in [Scenario::Payment, Scenario::Report, Scenario::Order] {
+    for scenario in [
+        Scenario::Payment,
+        Scenario::Report,
+        Scenario::Order,
+        Scenario::Click,
+    ] {
         let spec = common::services::find(scenario.service()).context("known service")?;
         let bases = [format!("http://{host}:{}", spec.port(mode))];
         // Counted from the service's start: its answers since it began.

@@ -243,7 +243,8 @@ impl Audit {
 }
 
 /// The stack's own count of 2xx answers on one route (from its `/metrics`),
-/// whether or not the client stayed to read them.
+/// whether or not the client stayed to read them, less those that stored
+/// nothing by design (a click whose `Idempotency-Key` was stored already).
 pub struct Counted<'a> {
     pub client: &'a reqwest::Client,
     /// Every instance of the service (`--replicas`): their counts add up.
@@ -274,13 +275,20 @@ impl<'a> Counted<'a> {
     }
 }
 
+/// 2xx answers on `route` that must have stored an effect: all of them but
+/// the clicks a stored `Idempotency-Key` made a no-op, over every instance.
 async fn served(client: &reqwest::Client, bases: &[String], route: &str) -> Option<i64> {
     let mut total = 0;
     for base in bases {
         let text = crate::exposition::scrape(client, base).await?;
-        total += count_2xx(&text, route);
+        total += count_2xx(&text, route) - stored_nothing(&text);
     }
     Some(total)
+}
+
+/// Clicks answered 200 that stored nothing by design (their key was stored already).
+fn stored_nothing(metrics: &str) -> i64 {
+    crate::exposition::sum(metrics, common::metrics::CLICKS_DEDUPLICATED, |_| true) as i64
 }
 
 /// 2xx answers to `"<METHOD> <route>"` (`"PUT /products/{id}"`: not the GETs of the same route).
@@ -310,6 +318,10 @@ http_requests_total{service=\"product\",mode=\"sync\",method=\"PUT\",route=\"/pr
         assert_eq!(count_2xx(text, "GET /clicks/stats"), 3);
         assert_eq!(count_2xx(text, "PUT /products/{id}"), 4);
         assert_eq!(count_2xx(text, "DELETE /products/{id}"), 0);
+        assert_eq!(stored_nothing(text), 0);
+        let retried =
+            format!("{text}clicks_deduplicated_total{{service=\"analytics\",mode=\"sync\"}} 5\n");
+        assert_eq!(stored_nothing(&retried), 5);
     }
 
     #[test]

@@ -139,6 +139,16 @@ async fn track_click(
     Ok(axum::Json(json!({ "status": "tracked" })))
 }
 
+/// Counts clicks answered 200 that stored nothing because their
+/// `Idempotency-Key` was stored already (a retried click), so that clicks
+/// stored = clicks answered 200 − these, whatever a client sent.
+fn deduplicated(ctx: &Ctx, clicks: u64) {
+    if clicks > 0 {
+        metrics::counter!(common::metrics::CLICKS_DEDUPLICATED, "service" => ctx.name(), "mode" => common::MODE.as_str())
+            .increment(clicks);
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ClickStats {
     /// Clicks stored.

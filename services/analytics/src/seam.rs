@@ -24,7 +24,7 @@ impl Clicks {
 /// synchronous ingestion costs. A key already stored stores nothing more.
 #[cfg(not(feature = "async"))]
 pub async fn record_click(ctx: &Ctx, _: &Clicks, click: Click, key: Option<String>) -> Result<()> {
-    sqlx::query(
+    let stored = sqlx::query(
         "INSERT INTO clicks (user_id, page, idempotency_key) VALUES ($1, $2, $3)
          ON CONFLICT (idempotency_key) DO NOTHING",
     )
@@ -32,7 +32,9 @@ pub async fn record_click(ctx: &Ctx, _: &Clicks, click: Click, key: Option<Strin
     .bind(&click.page)
     .bind(key)
     .execute(&ctx.db)
-    .await?;
+    .await?
+    .rows_affected();
+    crate::deduplicated(ctx, 1 - stored);
     Ok(())
 }
 
@@ -188,7 +190,7 @@ mod batching {
                 keys.push(key);
             }
         }
-        sqlx::query(
+        let stored = sqlx::query(
             "INSERT INTO clicks (user_id, page, idempotency_key)
              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[])
              ON CONFLICT (idempotency_key) DO NOTHING",
@@ -197,8 +199,10 @@ mod batching {
         .bind(&pages)
         .bind(&keys)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
         tx.commit().await?;
+        crate::deduplicated(&ctx, users.len() as u64 - stored);
         for (at, count) in accepted {
             for _ in 0..count {
                 completed(&ctx, "click", at);

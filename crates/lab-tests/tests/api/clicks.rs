@@ -2,6 +2,7 @@
 
 use common::MODE;
 use lab_tests::Stack;
+use lab_tests::helpers::counter;
 use loadgen::scenario::Scenario;
 use serde_json::json;
 
@@ -99,6 +100,8 @@ async fn a_click_retried_with_its_idempotency_key_is_stored_once() {
         }
     };
     let key = "6f1c2b9e-3d4a-4c8e-9b7f-0a1b2c3d4e5f";
+    let deduplicated = || counter(&stack, "analytics", common::metrics::CLICKS_DEDUPLICATED);
+    let before = deduplicated().await;
     // The first try and two retries at once, then a late retry.
     let tries = futures_util::future::join_all([
         send(Some(key), "pricing"),
@@ -127,6 +130,9 @@ async fn a_click_retried_with_its_idempotency_key_is_stored_once() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let (_, again) = stack.get("analytics", "/clicks/stats").await;
     assert_eq!(again, stats);
+    // 7 answered 200, 4 stored: the 3 retries are counted as stored nothing,
+    // so a reconciliation can still match stored clicks to answers.
+    assert_eq!(deduplicated().await - before, 3.0);
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! metrics, JSON for unknown routes, graceful shutdown.
 
 use lab_tests::Stack;
+use lab_tests::helpers::metrics;
 use serde_json::json;
 
 #[tokio::test]
@@ -51,16 +52,6 @@ async fn without_its_database_a_service_is_alive_but_not_ready() {
         .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["detail"], "database unavailable", "no internals shown");
-}
-
-async fn metrics(stack: &Stack, service: &str) -> String {
-    let response = stack
-        .http()
-        .get(stack.url(service, "/metrics"))
-        .send()
-        .await
-        .unwrap();
-    response.text().await.unwrap()
 }
 
 #[tokio::test]
