@@ -27,10 +27,17 @@ pub struct EmailSent {
 /// order (or a client) → payment: charge this.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct PaymentRequest {
+    /// Positive, below 1000000000, at most two decimals.
+    #[schema(
+        exclusive_minimum = 0,
+        exclusive_maximum = 1_000_000_000,
+        multiple_of = 0.01,
+        example = 12.5
+    )]
     pub amount: f64,
     /// A three-letter ISO 4217 code.
     #[serde(default = "usd")]
-    #[schema(default = "USD", example = "USD")]
+    #[schema(default = "USD", example = "USD", pattern = "^[A-Za-z]{3}$")]
     pub currency: String,
     #[serde(default)]
     pub order_id: Option<i64>,

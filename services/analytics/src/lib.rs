@@ -61,9 +61,11 @@ common::openapi_tests!(crate::SERVICE, crate::api());
 pub struct Click {
     /// 0 or more.
     #[garde(range(min = 0))]
+    #[schema(minimum = 0)]
     pub user_id: i64,
     /// 1 to 200 characters.
     #[garde(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     pub page: String,
 }
 
@@ -96,7 +98,7 @@ fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>> {
 struct IdempotencyKey {
     /// Optional: the same key on a retry stores the click once (1 to 255
     /// visible ASCII characters, e.g. a UUID).
-    #[param(rename = "Idempotency-Key")]
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,255}$")]
     idempotency_key: Option<String>,
 }
 

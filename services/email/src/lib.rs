@@ -47,9 +47,11 @@ common::openapi_tests!(crate::SERVICE, crate::api());
 struct SendRequest {
     /// A valid email address.
     #[garde(email)]
+    #[schema(format = Email)]
     to: String,
     /// 1 to 200 characters.
     #[garde(length(min = 1, max = 200))]
+    #[schema(min_length = 1, max_length = 200)]
     subject: String,
     /// The user the email is for, if any.
     #[garde(skip)]

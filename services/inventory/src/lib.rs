@@ -135,12 +135,15 @@ pub type Reserved = std::result::Result<(Reservation, bool), Refusal>;
 struct ReserveRequest {
     /// 1 or more; one reservation per order.
     #[garde(range(min = 1))]
+    #[schema(minimum = 1)]
     order_id: i64,
     /// 1 or more.
     #[garde(range(min = 1))]
+    #[schema(minimum = 1)]
     product_id: i64,
     /// 1 or more.
     #[garde(range(min = 1))]
+    #[schema(minimum = 1)]
     quantity: i32,
 }
 
@@ -448,6 +451,7 @@ async fn get_stock(
 struct PutStock {
     /// 0 or more.
     #[garde(range(min = 0))]
+    #[schema(minimum = 0)]
     available: i32,
 }
 

@@ -65,9 +65,11 @@ common::openapi_tests!(crate::SERVICE, crate::api());
 struct CreateOrder {
     /// 1 or more.
     #[garde(range(min = 1))]
+    #[schema(minimum = 1)]
     product_id: i64,
     /// 1 to 1000000.
     #[garde(range(min = 1, max = 1_000_000))]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     quantity: i32,
     /// Take the saga's happy path: the payment is approved instead of declined.
     #[serde(default)]

@@ -120,12 +120,15 @@ const COLUMNS: &str = "id, name, price_cents, stock, updated_at";
 struct Update {
     /// 1 to 200 characters, not blank.
     #[garde(inner(length(min = 1, max = 200)))]
+    #[schema(min_length = 1, max_length = 200)]
     name: Option<String>,
     /// 0 or more.
     #[garde(inner(range(min = 0)))]
+    #[schema(minimum = 0)]
     stock: Option<i32>,
     /// 0 to 1000000000.
     #[garde(inner(range(min = 0.0, max = 1e9)))]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     price: Option<f64>,
 }
 

@@ -52,7 +52,7 @@ common::openapi_tests!(crate::SERVICE, crate::api());
 struct Register {
     /// A valid email address, at most 254 characters; unique.
     #[garde(email, length(max = 254))]
-    #[schema(example = "user@example.com")]
+    #[schema(example = "user@example.com", format = Email, max_length = 254)]
     email: String,
 }
 
