@@ -156,19 +156,57 @@ mod tests {
     }
 }
 
+/// The build a command starts fresh stacks of, and where their PostgreSQL
+/// and RabbitMQ are (`lab-load measure`, `lab-load fault`).
 #[derive(clap::Args)]
-struct MeasureArgs {
+struct Fresh {
     /// Which build to run: sync or async.
     #[arg(long, value_parser = loadgen::parse_mode)]
     mode: Mode,
     /// The directory of that build's binaries (`target/release`, `target/async/release`).
     #[arg(long)]
     bin: std::path::PathBuf,
-    /// A database URL of the server (each run's own database replaces its database part).
+    /// A database URL of the server (each stack's own database replaces its database part).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
     postgres: String,
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     amqp: String,
+}
+
+/// What every fresh stack of a command shares.
+struct Stacks {
+    infra: loadgen::stack::Infra,
+    /// Its database and broker prefix (each stack drops them when it stops).
+    name: String,
+    log: std::path::PathBuf,
+    /// The stacks inherit the settings exported; the instances are passed on
+    /// by name, as `Stack::start` does not let them in unasked.
+    env: Vec<(String, String)>,
+}
+
+impl Fresh {
+    /// Checks the mode's ports are free; the stacks' shared settings, named `lab_<what>_<mode>`.
+    fn stacks(&self, what: &str) -> anyhow::Result<Stacks> {
+        loadgen::stack::ports_free(self.mode)?;
+        let name = format!("lab_{what}_{}", self.mode);
+        Ok(Stacks {
+            infra: loadgen::stack::Infra {
+                postgres: self.postgres.clone(),
+                amqp: self.amqp.clone(),
+            },
+            log: std::env::temp_dir().join(format!("{name}.log")),
+            name,
+            env: std::env::var("LAB_REPLICAS")
+                .map(|r| vec![("LAB_REPLICAS".to_owned(), r)])
+                .unwrap_or_default(),
+        })
+    }
+}
+
+#[derive(clap::Args)]
+struct MeasureArgs {
+    #[command(flatten)]
+    fresh: Fresh,
     /// Runs, each the arguments of one `lab-load run` in one word
     /// (`"1 --rate 15 --duration 10"`); `--mode` is added. Default: the
     /// loads of the README's tables for the mode.
@@ -181,12 +219,8 @@ struct FaultArgs {
     /// postgres, or all (those six).
     #[arg(required = true, value_parser = loadgen::fault::Fault::parse)]
     faults: Vec<Vec<loadgen::fault::Fault>>,
-    /// Which build to run: sync or async.
-    #[arg(long, value_parser = loadgen::parse_mode)]
-    mode: Mode,
-    /// The directory of that build's binaries (`target/release`, `target/async/release`).
-    #[arg(long)]
-    bin: std::path::PathBuf,
+    #[command(flatten)]
+    fresh: Fresh,
     /// Closed loop: this many concurrent clients.
     #[arg(long, default_value_t = 10)]
     clients: usize,
@@ -202,35 +236,18 @@ struct FaultArgs {
     /// Async: seconds to follow accepted work after the load.
     #[arg(long, default_value_t = 60.0)]
     drain_timeout: f64,
-    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
-    postgres: String,
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
-    amqp: String,
 }
 
 async fn fault(args: FaultArgs) -> anyhow::Result<()> {
     use loadgen::fault::{self, Plan, Trial};
-    use loadgen::stack::{self, Infra};
-    let mode = args.mode;
-    stack::ports_free(mode)?;
-    let infra = Infra {
-        postgres: args.postgres,
-        amqp: args.amqp,
-    };
-    let name = format!("lab_fault_{mode}");
-    let log = std::env::temp_dir().join(format!("{name}.log"));
-    // The stacks inherit the settings exported; the instances are passed on
-    // by name, as `Stack::start` does not let them in unasked.
-    let env: Vec<(String, String)> = std::env::var("LAB_REPLICAS")
-        .map(|r| vec![("LAB_REPLICAS".to_owned(), r)])
-        .unwrap_or_default();
+    let stacks = args.fresh.stacks("fault")?;
     let trial = Trial {
-        bin: &args.bin,
-        mode,
-        name: &name,
-        env: &env,
-        infra: &infra,
-        log: &log,
+        bin: &args.fresh.bin,
+        mode: args.fresh.mode,
+        name: &stacks.name,
+        env: &stacks.env,
+        infra: &stacks.infra,
+        log: &stacks.log,
         clients: args.clients,
         duration: Duration::from_secs_f64(args.duration),
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
@@ -297,13 +314,14 @@ fn run_args(run: &str, mode: Mode, database_url: &str) -> anyhow::Result<RunArgs
 }
 
 async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
-    use loadgen::stack::{self, Infra, Stack};
-    let mode = args.mode;
-    stack::ports_free(mode)?;
-    let infra = Infra {
-        postgres: args.postgres,
-        amqp: args.amqp,
-    };
+    use loadgen::stack::{self, Stack};
+    let mode = args.fresh.mode;
+    let Stacks {
+        infra,
+        name,
+        log,
+        env,
+    } = args.fresh.stacks("measure")?;
     let runs: Vec<String> = if args.runs.is_empty() {
         let defaults = if mode == Mode::Sync {
             SYNC_RUNS
@@ -314,17 +332,10 @@ async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
     } else {
         args.runs
     };
-    let name = format!("lab_measure_{mode}");
     // Every run's arguments are checked before the first stack starts.
     for run in &runs {
         run_args(run, mode, "")?;
     }
-    let log = std::env::temp_dir().join(format!("{name}.log"));
-    // The stacks inherit the settings exported; the instances are passed on
-    // by name, as `Stack::start` does not let them in unasked.
-    let env: Vec<(String, String)> = std::env::var("LAB_REPLICAS")
-        .map(|r| vec![("LAB_REPLICAS".to_owned(), r)])
-        .unwrap_or_default();
     for run in runs {
         let settled = || async {
             if let Err(idle) = stack::settle(90, Duration::from_secs(60)).await {
@@ -334,7 +345,7 @@ async fn measure(args: MeasureArgs) -> anyhow::Result<()> {
             }
         };
         settled().await;
-        let stack = Stack::start(&args.bin, mode, &name, &env, &infra, &log).await?;
+        let stack = Stack::start(&args.fresh.bin, mode, &name, &env, &infra, &log).await?;
         settled().await;
         println!("\n$ lab-load run {run} --mode {mode}");
         let result = self::run(run_args(&run, mode, &stack.database_url)?).await;

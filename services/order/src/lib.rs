@@ -17,9 +17,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use common::{
-    Background, Ctx, Delivery, Error, ErrorBody, JsonBody, PathParam, Result, ServiceDef,
-};
+use common::{Background, Ctx, Error, ErrorBody, JsonBody, PathParam, Result, ServiceDef};
 use garde::Validate;
 use serde::Deserialize;
 use serde_json::json;
@@ -160,15 +158,11 @@ async fn create_order(
         .command
         .ok_or_else(|| anyhow!("a saga starts with a command"))?;
     tracing::info!(order_id = order.id, "order created");
-    // What an accepted order answers, read before the commit: once the
-    // order is committed, a read that fails (the database gone) must not
-    // answer an error for it.
-    let accepted = saga::view(&mut *tx, &order).await?;
-    let (order, cause) = match seam::start_saga(&ctx, tx, order.clone(), first).await? {
-        Delivery::Accepted => {
-            return Ok((StatusCode::ACCEPTED, axum::Json(accepted)).into_response());
+    let (order, cause) = match seam::start_saga(&ctx, tx, order, first).await? {
+        seam::Started::Accepted(body) => {
+            return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
         }
-        Delivery::Done(done) => done,
+        seam::Started::Done(order, cause) => (order, cause),
     };
     let reason = match (order.status, order.reason()) {
         (Status::Confirmed, _) => {

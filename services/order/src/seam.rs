@@ -4,10 +4,20 @@
 //! ([`crate::orchestration`]), async mode as events ([`crate::choreography`]).
 
 use common::events::Consumer;
-use common::{Ctx, Delivery, Result};
+use common::{Ctx, Result};
 use sqlx::{Postgres, Transaction};
 
 use crate::saga::{Command, Order};
+
+/// How a saga started: finished, with the final order and what made it fail
+/// (sync), or accepted, with the order as the answer shows it, read before
+/// the commit (async: once the order is committed, a read that fails, the
+/// database gone, must not answer an error for it).
+#[allow(dead_code)] // each mode's build makes one of the two
+pub enum Started {
+    Done(Order, Option<String>),
+    Accepted(serde_json::Value),
+}
 
 /// Sync: the order commits, then the request runs the saga to its end.
 #[cfg(not(feature = "async"))]
@@ -16,11 +26,10 @@ pub async fn start_saga(
     tx: Transaction<'static, Postgres>,
     order: Order,
     first: Command,
-) -> Result<Delivery<(Order, Option<String>)>> {
+) -> Result<Started> {
     tx.commit().await?;
-    Ok(Delivery::Done(
-        crate::orchestration::run(ctx, order, first).await?,
-    ))
+    let (order, cause) = crate::orchestration::run(ctx, order, first).await?;
+    Ok(Started::Done(order, cause))
 }
 
 /// Async: the order and its first command (`stock.reserve`) commit together;
@@ -31,11 +40,12 @@ pub async fn start_saga(
     mut tx: Transaction<'static, Postgres>,
     order: Order,
     first: Command,
-) -> Result<Delivery<(Order, Option<String>)>> {
+) -> Result<Started> {
     crate::choreography::start(&mut tx, &first, &order).await?;
+    let accepted = crate::saga::view(&mut *tx, &order).await?;
     tx.commit().await?;
     ctx.bus.wake_relay();
-    Ok(Delivery::Accepted)
+    Ok(Started::Accepted(accepted))
 }
 
 /// Sync: inventory calls a finished saga still owes are retried in the background.
