@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's fault table: builds the mode (release) and runs
+# Reproduces the fault table of docs/faults.md: builds the mode (release) and runs
 # `lab-load fault` (crates/loadgen/src/fault.rs), which restarts each
 # component for real in the middle of a load of the scenario that crosses it,
 # each on a fresh stack, and prints what the clients saw and what became of

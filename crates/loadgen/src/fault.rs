@@ -35,7 +35,7 @@ pub enum Fault {
     Postgres,
 }
 
-/// The faults `all` stands for, in the order the README's table shows them.
+/// The faults `all` stands for, in the order docs/faults.md's table shows them.
 pub const ALL: [Fault; 6] = [
     Fault::Service("payment"),
     Fault::Service("email"),
@@ -420,7 +420,7 @@ impl FaultRun {
     }
 }
 
-/// The runs as a Markdown table (the README's).
+/// The runs as a Markdown table (docs/faults.md's).
 pub fn markdown_table(runs: &[FaultRun]) -> String {
     let mut table = format!(
         "| {} |\n|{}\n",

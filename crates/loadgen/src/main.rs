@@ -45,7 +45,7 @@ enum Cmd {
     /// Restarts a component for real in the middle of a load, each on a
     /// fresh stack of one build: what the clients saw (failed answers by
     /// status, when, how soon they were good again) and what became of the
-    /// accepted work (finished, reconciled). The README's fault table.
+    /// accepted work (finished, reconciled). The fault table of docs/faults.md.
     Fault(FaultArgs),
     /// Checks the rules a stack's records must keep whatever it was sent (a
     /// fuzzer's requests, say), once its work has drained: every order,
