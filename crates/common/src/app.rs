@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::{Request, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -29,6 +29,7 @@ use utoipa_axum::routes;
 use crate::detach::{self, Detached};
 #[cfg(not(feature = "async"))]
 use crate::outbound::{CallError, Outbound};
+use crate::phases::{self, Phase};
 use crate::workers::Workers;
 use crate::{Error, MODE, ServiceSpec, Settings, correlation, db, metrics, telemetry};
 
@@ -96,15 +97,28 @@ impl Ctx {
     /// In sync mode it holds a worker thread for `delay`, as a blocking call would.
     #[cfg(not(feature = "async"))]
     pub async fn simulate_latency(&self, delay: Duration) -> crate::Result<()> {
-        self.workers.run(move || std::thread::sleep(delay)).await
+        self.workers
+            .run(move || {
+                let start = std::time::Instant::now();
+                std::thread::sleep(delay);
+                record_delay(delay, start.elapsed());
+            })
+            .await
     }
 
     /// Simulates a slow external dependency (an SMTP server, a payment API).
     /// In async mode it is an awaited timer: no thread waits.
     #[cfg(feature = "async")]
     pub async fn simulate_latency(&self, delay: Duration) -> crate::Result<()> {
+        let start = tokio::time::Instant::now();
         tokio::time::sleep(delay).await;
+        record_delay(delay, start.elapsed());
         Ok(())
+    }
+
+    /// Opens a transaction; its `BEGIN` is timed (sqlx times the rest).
+    pub async fn begin(&self) -> crate::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        db::begin(self.db.acquire().await?).await
     }
 
     /// Does `effect` (the service's own bookkeeping, e.g. recording the sent
@@ -145,6 +159,12 @@ impl Ctx {
     pub fn url(&self, service: &str, path: &str) -> String {
         format!("{}{path}", self.settings.url(service))
     }
+}
+
+/// A simulated delay, and how much longer than asked it took.
+fn record_delay(asked: Duration, took: Duration) {
+    phases::record(Phase::Delay, took);
+    phases::record(Phase::DelayOvershoot, took.saturating_sub(asked));
 }
 
 /// A built service, listening but not yet serving.
@@ -239,8 +259,10 @@ impl Application {
             ..
         } = self;
         let running = TaskTracker::new();
-        for (_, task) in background.tasks {
-            running.spawn(task);
+        for (name, task) in background.tasks {
+            // Whose work it is, for its log lines and its phases.
+            let span = tracing::info_span!(target: crate::phases::WORK, "background", service = ctx.name(), task = name);
+            running.spawn(tracing::Instrument::instrument(task, span));
         }
         running.close();
         let signalled = CancellationToken::new();
@@ -512,7 +534,8 @@ fn with_common_parts(def: &ServiceDef, routes: Router, ctx: &Ctx) -> Router {
                         .get(correlation::HEADER)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or_default();
-                    tracing::info_span!("request", service = name, method = %req.method(), path = %req.uri().path(), correlation_id = id)
+                    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+                    tracing::info_span!(target: crate::phases::WORK, "request", service = name, method = %req.method(), route, path = %req.uri().path(), correlation_id = id)
                 }))
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CatchPanicLayer::custom(|_| Error::Internal(anyhow::anyhow!("handler panicked")).into_response())),

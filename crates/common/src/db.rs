@@ -10,8 +10,9 @@ use anyhow::Context;
 use futures_util::future::BoxFuture;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, Migrator};
+use sqlx::pool::MaybePoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres, Transaction};
 
 use crate::Settings;
 
@@ -100,9 +101,12 @@ pub async fn slots(url: &str) -> anyhow::Result<Slots> {
 pub fn pool(settings: &Settings, schema: &str) -> anyhow::Result<PgPool> {
     let options = options(&settings.database_url)?
         .options([("search_path", schema)])
-        .log_statements(tracing::log::LevelFilter::Trace);
+        // Each statement's time is an event: the phases (crate::phases).
+        .log_statements(crate::phases::LEVEL);
     Ok(PgPoolOptions::new()
         .max_connections(settings.db_max_connections)
+        // Every acquire's wait as an event: the phase `db_pool_wait`.
+        .acquire_time_level(crate::phases::LEVEL)
         .min_connections(0)
         .acquire_timeout(settings.db_acquire_timeout)
         .idle_timeout(Some(Duration::from_secs(30)))
@@ -111,6 +115,19 @@ pub fn pool(settings: &Settings, schema: &str) -> anyhow::Result<PgPool> {
         // (an error answer) and sqlx drops it from the pool.
         .test_before_acquire(false)
         .connect_lazy_with(options))
+}
+
+/// Opens a transaction on `conn` (a pooled connection, or one borrowed) and
+/// times its `BEGIN` as the phase `db_begin`: sqlx sends it without an event
+/// of its own. (`Transaction::begin` is what `Pool::begin` calls; it is
+/// public but hidden from sqlx's docs.)
+pub async fn begin<'c>(
+    conn: impl Into<MaybePoolConnection<'c, Postgres>>,
+) -> crate::Result<Transaction<'c, Postgres>> {
+    let start = std::time::Instant::now();
+    let tx = Transaction::begin(conn, None).await?;
+    crate::phases::record(crate::phases::Phase::DbBegin, start.elapsed());
+    Ok(tx)
 }
 
 /// Creates `schema` if needed and runs the service's migrations inside it.

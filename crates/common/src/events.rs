@@ -143,7 +143,7 @@ pub async fn once<T>(
         }
         ctx.simulate_latency(delay).await?;
     }
-    let mut tx = ctx.db.begin().await?;
+    let mut tx = ctx.begin().await?;
     if !msg.claim(&mut tx).await? {
         return Ok(None);
     }

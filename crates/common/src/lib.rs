@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod openapi;
 #[cfg(not(feature = "async"))]
 pub mod outbound;
+pub mod phases;
 pub mod services;
 pub mod telemetry;
 pub mod topology;

@@ -7,10 +7,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::MODE;
 
@@ -28,7 +29,13 @@ pub fn install() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
             .set_buckets(BUCKETS)
-            .expect("bucket list is not empty")
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(crate::phases::METRIC.into()),
+                    crate::phases::BUCKETS,
+                )
+            })
+            .expect("bucket lists are not empty")
             .build_recorder();
         let handle = recorder.handle();
         metrics::set_global_recorder(recorder).expect("no other metrics recorder in this process");
@@ -74,6 +81,11 @@ fn describe() {
         "outbound_request_duration_seconds",
         Unit::Seconds,
         "Blocking calls to other services (sync mode), by target and outcome"
+    );
+    describe_histogram!(
+        crate::phases::METRIC,
+        Unit::Seconds,
+        "Phases of the work (docs/metrics.md): pool wait, statements, commits, worker wait, delays, calls, publish, confirm, ack; by service, within (request, message, background), phase and peer"
     );
     describe_gauge!(
         "sync_workers_busy",
@@ -121,7 +133,14 @@ pub async fn track_http(State(service): State<&'static str>, req: Request, next:
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
+    let took = start.elapsed();
+    // The handler's own time, for a caller that wants to know how much of
+    // its call was spent here (crate::outbound's `call_overhead`).
+    if let Ok(value) = HeaderValue::from_str(&format!("app;dur={:.3}", took.as_secs_f64() * 1000.0))
+    {
+        response.headers_mut().insert(SERVER_TIMING, value);
+    }
     let labels = [
         ("service", service.to_owned()),
         ("mode", MODE.as_str().to_owned()),
@@ -130,7 +149,15 @@ pub async fn track_http(State(service): State<&'static str>, req: Request, next:
         ("status", response.status().as_u16().to_string()),
     ];
     metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
-        .record(start.elapsed().as_secs_f64());
+    metrics::histogram!("http_request_duration_seconds", &labels).record(took.as_secs_f64());
     response
+}
+
+const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+/// The `app;dur=<ms>` a service's answer carries: how long its handler took.
+pub fn server_timing(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(SERVER_TIMING)?.to_str().ok()?;
+    let ms: f64 = value.strip_prefix("app;dur=")?.parse().ok()?;
+    Duration::try_from_secs_f64(ms / 1000.0).ok()
 }

@@ -3,7 +3,9 @@
 //! A call blocks the worker thread it runs on until the other service answers
 //! or a timeout (`OUTBOUND_CONNECT_TIMEOUT_MS`, `OUTBOUND_TIMEOUT_MS`) fires.
 //! Calls are timed into `outbound_request_duration_seconds` by target and
-//! outcome, and carry the request's correlation id.
+//! outcome, and into the phases `call` and `call_overhead` (the call less
+//! the callee's own time, which it sends back in `Server-Timing`); they
+//! carry the request's correlation id.
 
 use std::time::Instant;
 
@@ -11,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::phases::{self, Phase};
 use crate::{MODE, Settings, correlation};
 
 /// Why a call to another service did not give a 2xx answer.
@@ -89,10 +92,23 @@ impl Outbound {
         if let Some(id) = correlation::current().filter(|id| !id.is_empty()) {
             request = request.header(correlation::HEADER, id);
         }
+        let mut answered_in = None;
         let result = request
             .send()
             .map_err(|e| transport_error(target, &e))
-            .and_then(|response| read(target, response));
+            .and_then(|response| {
+                answered_in = crate::metrics::server_timing(response.headers());
+                read(target, response)
+            });
+        let took = start.elapsed();
+        phases::record_for(Phase::Call, target, took);
+        if let Some(answered_in) = answered_in {
+            phases::record_for(
+                Phase::CallOverhead,
+                target,
+                took.saturating_sub(answered_in),
+            );
+        }
         let outcome = match &result {
             Ok(_) => "ok".to_owned(),
             Err(e) => e.outcome(),
@@ -104,7 +120,7 @@ impl Outbound {
             "target" => target,
             "outcome" => outcome,
         )
-        .record(start.elapsed().as_secs_f64());
+        .record(took.as_secs_f64());
         if let Err(e) = &result {
             tracing::warn!(target_service = target, error = %e, "outbound call failed");
         }

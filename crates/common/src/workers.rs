@@ -9,11 +9,13 @@
 //! `sync_workers_waiting`.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::anyhow;
 use metrics::Gauge;
 use tokio::sync::Semaphore;
 
+use crate::phases::{self, Phase};
 use crate::{MODE, Result, correlation};
 
 #[derive(Clone)]
@@ -48,6 +50,7 @@ impl Workers {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        let asked = Instant::now();
         let waiting = Held::new(&self.waiting);
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
@@ -59,7 +62,10 @@ impl Workers {
         let correlation_id = correlation::current();
         tokio::task::spawn_blocking(move || {
             let _taken = (permit, busy);
-            span.in_scope(|| correlation::within(correlation_id, work))
+            span.in_scope(|| {
+                phases::record(Phase::WorkerWait, asked.elapsed());
+                correlation::within(correlation_id, work)
+            })
         })
         .await
         .map_err(|e| anyhow!("sync worker failed: {e}").into())

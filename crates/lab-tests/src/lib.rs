@@ -98,6 +98,7 @@ impl StackBuilder {
     }
 
     pub async fn start(self) -> Stack {
+        postgres_notices();
         let database = format!("lab_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
             .await
@@ -489,7 +490,8 @@ impl Drop for Stack {
 
 /// The warnings and notices PostgreSQL sent to any service of this process
 /// since the first call (sqlx logs them under `sqlx::postgres::notice`).
-/// The first call installs the process's tracing subscriber that collects them.
+/// The first call (or the first stack's start) installs the process's
+/// tracing subscriber that collects them and records the services' phases.
 pub fn postgres_notices() -> Vec<String> {
     use std::sync::{Mutex, OnceLock};
     use tracing_subscriber::layer::SubscriberExt;
@@ -525,7 +527,17 @@ pub fn postgres_notices() -> Vec<String> {
 
     NOTICES.get_or_init(|| {
         let only_notices = filter::filter_fn(|meta| meta.target() == "sqlx::postgres::notice");
-        let subscriber = tracing_subscriber::registry().with(Collect.with_filter(only_notices));
+        // The services' phases go to their histograms as in production,
+        // behind one filter for the process that lets through only what the
+        // two layers read.
+        let process = std::iter::once("sqlx::postgres::notice=trace")
+            .chain(common::phases::DIRECTIVES)
+            .collect::<Vec<_>>()
+            .join(",");
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_subscriber::EnvFilter::new(process))
+            .with(Collect.with_filter(only_notices))
+            .with(common::phases::layer());
         tracing::subscriber::set_global_default(subscriber)
             .expect("no other tracing subscriber in the test process");
         Mutex::new(Vec::new())

@@ -12,6 +12,7 @@ use common::Mode;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
+use crate::breakdown;
 use crate::completion::{Completion, SAMPLE_EVERY, Tracker};
 use crate::reconcile::{self, Verdict};
 use crate::scenario::Scenario;
@@ -94,6 +95,8 @@ pub struct Outcome {
     /// Every answer by when it arrived, from the start of the warm-up.
     pub timeline: Timeline,
     pub notes: Vec<String>,
+    /// Where the time went, from the stack's own phase histograms.
+    pub breakdown: breakdown::Breakdown,
 }
 
 /// Answers by when they arrived, in steps of [`Timeline::STEP`] from the
@@ -313,6 +316,8 @@ pub async fn drive(
         in_flight: AtomicI64::new(0),
         timeline: Mutex::new(Timeline::new()),
     });
+    let everyone = stack_bases(load);
+    let phases_before = breakdown::sample(client, &everyone).await;
     let load_over = CancellationToken::new();
     let follower = tracker.map(|tracker| {
         let (client, base, load_over) =
@@ -376,6 +381,13 @@ pub async fn drive(
         }
         verdict = Some(read.map_err(|e| format!("{e:#}")));
     }
+    let operations = stats.count() + warm.count() + stats.abandoned + warm.abandoned;
+    let breakdown = breakdown::between(
+        &phases_before,
+        &breakdown::sample(client, &everyone).await,
+        operations,
+        scenario.service(),
+    );
     Ok(Outcome {
         scenario,
         load: load.label(),
@@ -393,7 +405,17 @@ pub async fn drive(
             .map(|t| t.clone())
             .unwrap_or_else(|e| e.into_inner().clone()),
         notes,
+        breakdown,
     })
+}
+
+/// Every instance of every service of the load's stack.
+fn stack_bases(load: &Load) -> Vec<String> {
+    common::SERVICES
+        .iter()
+        .flat_map(|spec| load.replicas.ports(spec, load.mode))
+        .map(|port| format!("http://{}:{port}", load.host))
+        .collect()
 }
 
 /// Samples the requests in flight until the load is over.

@@ -3,6 +3,7 @@
 //! statistics. `lab-load` and the showdown page both drive the lab with them,
 //! so both count the same answers as expected.
 
+pub mod breakdown;
 pub mod broker;
 pub mod compare;
 pub mod completion;

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use common::Mode;
+use loadgen::compare::procs;
 use loadgen::drive::{Load, Outcome, drive};
 use loadgen::scenario::Scenario;
 use loadgen::stats::human;
@@ -450,13 +451,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = load.client()?;
     let mut outcomes = Vec::new();
     for scenario in scenarios {
-        outcomes.push(drive(&client, &load, scenario).await?);
+        let before = procs::snapshot();
+        let outcome = drive(&client, &load, scenario).await?;
+        outcomes.push((outcome, procs::used(&before, &procs::snapshot())));
     }
     print_reports(load.mode, &outcomes);
     Ok(())
 }
 
-fn print_reports(mode: Mode, reports: &[Outcome]) {
+fn print_reports(mode: Mode, reports: &[(Outcome, Vec<procs::Used>)]) {
     println!();
     println!(
         "{:<12} {:<5} {:<12} {:>8} {:>14} {:>7} {:>9} {:>10} {:>10} {:>10} {:>10}",
@@ -472,7 +475,7 @@ fn print_reports(mode: Mode, reports: &[Outcome]) {
         "p99",
         "max"
     );
-    for r in reports {
+    for (r, cpu) in reports {
         let expected = r.expected_answers();
         let other = r.stats.count() - expected;
         println!(
@@ -503,8 +506,31 @@ fn print_reports(mode: Mode, reports: &[Outcome]) {
         for note in &r.notes {
             println!("{:<12} {note}", "");
         }
+        println!();
+        for line in r.breakdown.describe() {
+            println!("{line}");
+        }
+        println!("{}", cpu_per_operations(cpu, r.breakdown.operations));
     }
     println!();
+}
+
+/// CPU seconds per 1,000 operations of the load, per process group (every
+/// service process on the machine, PostgreSQL, RabbitMQ, the driver), from
+/// the load's start to the end of its reconciliation.
+fn cpu_per_operations(used: &[procs::Used], operations: u64) -> String {
+    let per = 1000.0 / operations.max(1) as f64;
+    let total: f64 = used.iter().map(|u| u.cpu_seconds).sum();
+    let groups: Vec<String> = used
+        .iter()
+        .filter(|u| u.cpu_seconds >= 0.005)
+        .map(|u| format!("{} {:.3}", u.name, u.cpu_seconds * per))
+        .collect();
+    format!(
+        "CPU s per 1,000 operations ({operations} operations, warm-up and drain included): {}; all {:.3}",
+        groups.join(", "),
+        total * per
+    )
 }
 
 /// Resident memory of each running service process, from /proc.

@@ -177,7 +177,7 @@ mod batching {
     /// One transaction for the whole batch: the inbox claims and one INSERT;
     /// a key already stored (a retried click) stores nothing more.
     pub async fn store(ctx: Ctx, batch: Vec<Incoming>) -> Result<()> {
-        let mut tx = ctx.db.begin().await?;
+        let mut tx = ctx.begin().await?;
         let fresh = claim_all(&mut tx, &batch).await?;
         let (mut users, mut pages, mut keys, mut accepted) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());

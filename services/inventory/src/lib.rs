@@ -14,7 +14,7 @@ use common::messages::{RefusalKind, Reservation, Reserve};
 use common::{Background, Ctx, Error, ErrorBody, JsonBody, PathParam, Result, ServiceDef};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
-use sqlx::{Acquire, PgConnection};
+use sqlx::PgConnection;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -182,7 +182,7 @@ async fn reserve_handler(
 /// returns the existing reservation (`false`) instead of holding more.
 /// Runs in a savepoint when `conn` is already in a transaction (a consumer's).
 pub async fn reserve(conn: &mut PgConnection, req: &Reserve) -> Result<Reserved> {
-    let mut tx = conn.begin().await?;
+    let mut tx = common::db::begin(&mut *conn).await?;
     // Serialises concurrent requests for the same order on its row, or on the insert below.
     let claimed = sqlx::query(
         "INSERT INTO reservations (order_id, product_id, quantity, status) VALUES ($1, $2, $3, 'reserved')
@@ -342,7 +342,7 @@ impl Close {
 /// Ends an order's reservation one way, once: asking again answers the same,
 /// asking the other way after it ended is refused.
 async fn close(conn: &mut PgConnection, order_id: i64, how: Close) -> Result<Reservation> {
-    let mut tx = conn.begin().await?;
+    let mut tx = common::db::begin(&mut *conn).await?;
     let Some(row) = fetch(&mut tx, order_id).await? else {
         return match how {
             Close::Commit => Err(Error::not_found(format!("reservation of order {order_id}"))),

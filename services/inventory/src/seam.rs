@@ -22,7 +22,7 @@ mod consume {
 
     /// One transaction: the inbox claim, the stock change and the answer to order.
     pub async fn reservation(ctx: Ctx, msg: Incoming) -> Result<()> {
-        let mut tx = ctx.db.begin().await?;
+        let mut tx = ctx.begin().await?;
         if !msg.claim(&mut tx).await? {
             return Ok(());
         }

@@ -19,7 +19,7 @@ use sqlx::PgConnection;
 use crate::saga::{self, Command, Event, Order, Status};
 
 pub async fn advance(ctx: Ctx, msg: Incoming) -> Result<()> {
-    let mut tx = ctx.db.begin().await?;
+    let mut tx = ctx.begin().await?;
     if !msg.claim(&mut tx).await? {
         return Ok(());
     }

@@ -33,7 +33,7 @@ pub async fn run(ctx: Ctx) {
 /// Fails sagas cut off mid-way (pending: `order` if given, else all older
 /// than `SAGA_STALE_AFTER_MS`) and owes their release.
 async fn abandon(ctx: &Ctx, order: Option<i64>) -> Result<()> {
-    let mut tx = ctx.db.begin().await?;
+    let mut tx = ctx.begin().await?;
     let stale: Vec<i64> = sqlx::query_scalar(
         "UPDATE orders SET status = $2, failure_reason = $3, followup = $4, updated_at = now()
          WHERE status = 'pending'

@@ -140,7 +140,7 @@ async fn create_order(
     JsonBody(req): JsonBody<CreateOrder>,
 ) -> Result<Response> {
     req.validate()?;
-    let mut tx = ctx.db.begin().await?;
+    let mut tx = ctx.begin().await?;
     let order: Order = sqlx::query_as(&format!(
         "INSERT INTO orders (product_id, quantity, amount_cents, approve_payment, status)
          VALUES ($1, $2, $3, $4, 'pending') RETURNING {COLUMNS}"

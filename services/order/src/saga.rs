@@ -482,7 +482,7 @@ pub async fn record<'e>(db: impl PgExecutor<'e>, order_id: i64, s: &NewStep) -> 
 
 /// An inventory call owed by a finished saga was made at last.
 pub async fn followup_done(ctx: &Ctx, id: i64, followup: Followup) -> Result<()> {
-    let mut tx = ctx.db.begin().await?;
+    let mut tx = ctx.begin().await?;
     sqlx::query(
         "UPDATE orders SET followup = NULL, updated_at = now() WHERE id = $1 AND followup = $2",
     )

@@ -147,7 +147,7 @@ async fn process_payment(
     State(ctx): State<Ctx>,
     JsonBody(req): JsonBody<PaymentRequest>,
 ) -> Result<Response> {
-    let mut tx = ctx.db.begin().await?;
+    let mut tx = ctx.begin().await?;
     let payment = create(&mut tx, Uuid::new_v4(), &req).await?;
     match seam::charge(&ctx, tx, &payment).await? {
         Delivery::Done(payment) if payment.status == "declined" => Err(Error::Body {

@@ -77,7 +77,7 @@ mod consume {
             return Ok(());
         }
         ctx.simulate_latency(ctx.settings.delays.payment).await?;
-        let mut tx = ctx.db.begin().await?;
+        let mut tx = ctx.begin().await?;
         if !msg.claim(&mut tx).await? {
             return Ok(());
         }

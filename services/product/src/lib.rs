@@ -168,7 +168,7 @@ async fn update(
         return Err(Error::Invalid("name: must not be blank".into()));
     }
     let price_cents = req.price.map(|p| (p * 100.0).round() as i64);
-    let mut tx = ctx.db.begin().await?;
+    let mut tx = ctx.begin().await?;
     let product: Product = sqlx::query_as(&format!(
         "UPDATE products SET name = COALESCE($2, name), stock = COALESCE($3, stock),
                 price_cents = COALESCE($4, price_cents), updated_at = now()

@@ -132,7 +132,7 @@ async fn generate_report(
         .await?;
     let iterations = i64::try_from(iterations)
         .map_err(|_| Error::Invalid("REPORT_ITERATIONS is too large".into()))?;
-    let mut tx = ctx.db.begin().await?;
+    let mut tx = ctx.begin().await?;
     let job: Job = sqlx::query_as(&format!(
         "INSERT INTO jobs (id, report_type, status, iterations) VALUES ($1, $2, 'queued', $3) RETURNING {COLUMNS}"
     ))

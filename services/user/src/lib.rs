@@ -106,7 +106,7 @@ pub enum EmailOutcome {
 async fn register(State(ctx): State<Ctx>, JsonBody(req): JsonBody<Register>) -> Result<Response> {
     req.validate()?;
     let email = req.email.trim();
-    let mut tx = ctx.db.begin().await?;
+    let mut tx = ctx.begin().await?;
     let user: User = sqlx::query_as(
         "INSERT INTO users (email) VALUES ($1)
          RETURNING id, email, created_at, email_status, email_sent_at, email_error",

@@ -69,7 +69,7 @@ async fn email_sent(ctx: Ctx, msg: common::events::Incoming) -> Result<()> {
     let Some(user_id) = sent.user_id else {
         return Ok(());
     };
-    let mut tx = ctx.db.begin().await?;
+    let mut tx = ctx.begin().await?;
     if !msg.claim(&mut tx).await? {
         return Ok(());
     }

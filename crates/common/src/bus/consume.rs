@@ -109,11 +109,25 @@ async fn handle_batch(
         return;
     }
     let messages = batch.iter().map(|(m, _)| m.clone()).collect();
-    match guarded(String::new(), f(ctx.clone(), messages)).await {
+    let span = tracing::info_span!(target: crate::phases::WORK, "message", service = ctx.name(), queue, size = batch.len());
+    let start = std::time::Instant::now();
+    match guarded(String::new(), f(ctx.clone(), messages))
+        .instrument(span.clone())
+        .await
+    {
         Ok(()) => {
             for (msg, delivery) in &batch {
-                acked(ctx, msg, delivery, "ok").await;
+                acked(ctx, msg, delivery, "ok")
+                    .instrument(span.clone())
+                    .await;
             }
+            // Per message, like the others: the batch's time shared out.
+            let each = start.elapsed() / u32::try_from(batch.len()).unwrap_or(u32::MAX);
+            span.in_scope(|| {
+                for _ in &batch {
+                    crate::phases::record(crate::phases::Phase::Handled, each);
+                }
+            });
         }
         Err(e) => {
             tracing::warn!(queue, size = batch.len(), error = %e, "batch failed; handling its messages one by one");
@@ -149,7 +163,8 @@ async fn received(ctx: &Ctx, queue: &'static str, delivery: &Delivery) -> Option
 /// (dead-lettered with the reason).
 async fn attempt(ctx: &Ctx, run: &Run, msg: Incoming, delivery: &Delivery) {
     let settings = ctx.bus.settings();
-    let span = tracing::info_span!("message", service = ctx.name(), queue = msg.queue, kind = %msg.kind, message_id = %msg.id, correlation_id = %msg.correlation_id);
+    let span = tracing::info_span!(target: crate::phases::WORK, "message", service = ctx.name(), queue = msg.queue, kind = %msg.kind, message_id = %msg.id, correlation_id = %msg.correlation_id);
+    let start = std::time::Instant::now();
     async {
         let mut tries = 1;
         loop {
@@ -175,8 +190,14 @@ async fn attempt(ctx: &Ctx, run: &Run, msg: Incoming, delivery: &Delivery) {
             }
         }
     }
-    .instrument(span)
+    .instrument(span.clone())
     .await;
+    span.in_scope(|| handled(start));
+}
+
+/// A message's whole handling, delivery to ack (or to its requeue).
+fn handled(start: std::time::Instant) {
+    crate::phases::record(crate::phases::Phase::Handled, start.elapsed());
 }
 
 fn backoff(base: Duration, tries: u32) -> Duration {
@@ -192,7 +213,10 @@ async fn guarded(correlation_id: String, work: BoxFuture<Result<()>>) -> Result<
 }
 
 async fn acked(ctx: &Ctx, msg: &Incoming, delivery: &Delivery, outcome: &'static str) {
-    if let Err(e) = delivery.ack(BasicAckOptions::default()).await {
+    let start = std::time::Instant::now();
+    let ack = delivery.ack(BasicAckOptions::default()).await;
+    crate::phases::record(crate::phases::Phase::Ack, start.elapsed());
+    if let Err(e) = ack {
         // The work is committed; the broker will redeliver and the inbox skip it.
         tracing::debug!(error = %e, "ack failed");
     }

@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::config::Broker;
 use crate::events::Consumer;
+use crate::phases::{self, Phase};
 use crate::topology::{self, DEAD, DEAD_LETTERS, EVENTS, QUEUES};
 use crate::{Ctx, Error, Result};
 
@@ -154,6 +155,7 @@ impl Bus {
     ) -> Result<impl Future<Output = Result<()>> + use<>> {
         let link = self.link()?;
         let properties = properties(envelope, extra);
+        let start = std::time::Instant::now();
         let pending = link
             .publisher
             .basic_publish(
@@ -168,9 +170,12 @@ impl Bus {
             )
             .await
             .map_err(|e| broker_error("publish", e))?;
+        phases::record(Phase::Publish, start.elapsed());
         let (kind, service) = (envelope.kind.to_owned(), self.inner.service);
         Ok(async move {
+            let start = std::time::Instant::now();
             let confirm = pending.await.map_err(|e| broker_error("publish", e))?;
+            phases::record(Phase::Confirm, start.elapsed());
             if !confirm.is_ack() {
                 return Err(Error::Unavailable(format!("the broker refused {kind}")));
             }

@@ -50,7 +50,7 @@ async fn publish_pending(ctx: &Ctx) -> Result<usize> {
     if !ctx.bus.connected() {
         return Ok(0);
     }
-    let mut tx = ctx.db.begin().await?;
+    let mut tx = ctx.begin().await?;
     // SKIP LOCKED: several replicas of a service can relay side by side.
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, message_id, kind, payload::text AS payload, correlation_id, accepted_at

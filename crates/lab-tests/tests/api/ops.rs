@@ -252,3 +252,122 @@ async fn every_service_serves_its_committed_openapi_document() {
         );
     }
 }
+
+/// A `phase_seconds` series of `service` for one work and phase has counted something.
+fn phase_counted(
+    text: &str,
+    service: &str,
+    within: &str,
+    work: &str,
+    phase: &str,
+    peer: &str,
+) -> bool {
+    let mode = common::MODE.as_str();
+    let series = format!(
+        r#"phase_seconds_count{{service="{service}",mode="{mode}",within="{within}",work="{work}",phase="{phase}",peer="{peer}"}} "#
+    );
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&series))
+        .any(|n| n.parse::<f64>().is_ok_and(|n| n >= 1.0))
+}
+
+#[tokio::test]
+async fn the_phases_of_a_registration_show_where_its_time_went() {
+    let stack = Stack::start().await;
+    let answer = stack
+        .http()
+        .post(stack.url("user", "/register"))
+        .json(&json!({"email": "phases@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    // The handler's own time, for a caller's `call_overhead`.
+    let timing = answer.headers()["server-timing"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(timing.starts_with("app;dur="), "{timing}");
+    assert!(
+        timing[8..].parse::<f64>().is_ok_and(|ms| ms > 0.0),
+        "{timing}"
+    );
+
+    // Each phase in its service, its work and its kind of work.
+    let expected: Vec<(&str, &str, &str, &str, &str)> = if cfg!(feature = "async") {
+        vec![
+            ("user", "request", "POST /register", "db_begin", ""),
+            (
+                "user",
+                "request",
+                "POST /register",
+                "db_statement",
+                "insert",
+            ),
+            ("user", "request", "POST /register", "db_commit", ""),
+            ("user", "background", "outbox relay", "publish", ""),
+            ("user", "background", "outbox relay", "confirm", ""),
+            ("email", "message", "email.send", "delay", ""),
+            ("email", "message", "email.send", "delay_overshoot", ""),
+            ("email", "message", "email.send", "ack", ""),
+            ("email", "message", "email.send", "handled", ""),
+            (
+                "user",
+                "message",
+                "user.email-sent",
+                "db_statement",
+                "update",
+            ),
+        ]
+    } else {
+        vec![
+            ("user", "request", "POST /register", "db_pool_wait", ""),
+            (
+                "user",
+                "request",
+                "POST /register",
+                "db_statement",
+                "insert",
+            ),
+            ("user", "request", "POST /register", "db_commit", ""),
+            ("user", "request", "POST /register", "worker_wait", ""),
+            ("user", "request", "POST /register", "call", "email"),
+            (
+                "user",
+                "request",
+                "POST /register",
+                "call_overhead",
+                "email",
+            ),
+            (
+                "user",
+                "request",
+                "POST /register",
+                "db_statement",
+                "update",
+            ),
+            ("email", "request", "POST /send", "delay", ""),
+            ("email", "request", "POST /send", "db_statement", "insert"),
+        ]
+    };
+    let missing = lab_tests::eventually(std::time::Duration::from_secs(10), || async {
+        let texts = [
+            metrics(&stack, "user").await,
+            metrics(&stack, "email").await,
+        ];
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|(service, within, work, phase, peer)| {
+                let text = &texts[usize::from(*service == "email")];
+                !phase_counted(text, service, within, work, phase, peer)
+            })
+            .collect();
+        missing.is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        missing.is_some(),
+        "phases not counted:\n{}\n{}",
+        metrics(&stack, "user").await,
+        metrics(&stack, "email").await
+    );
+}
