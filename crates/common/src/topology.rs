@@ -6,6 +6,13 @@
 //! Names are prefixed with `BROKER_PREFIX` (default `lab`): `lab.events`,
 //! `lab.email.send`, ... so that tests and several stacks share one broker.
 
+/// The largest AMQP frame a connection of the lab asks for, unless
+/// `AMQP_URL` says (`?frame_max=`): lapin keeps two buffers of 32 frames per
+/// connection, zeroed in full, so RabbitMQ's default of 128 KiB cost every
+/// connection 8 MiB of resident memory; at 16 KiB they hold 1 MiB, and a
+/// message larger than a frame (a big click batch) is simply sent in several.
+pub const FRAME_MAX: u32 = 16 * 1024;
+
 /// Topic exchange every event is published to, with its kind as routing key.
 pub const EVENTS: &str = "events";
 /// Fanout exchange of messages that failed every attempt (or could not be read).

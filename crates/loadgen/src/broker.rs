@@ -42,9 +42,13 @@ impl Broker {
         if !connection.as_ref().is_some_and(|c| c.status().connected()) {
             let properties = lapin::ConnectionProperties::default()
                 .with_connection_name(format!("{}-observer", self.prefix).into());
+            let mut uri: lapin::uri::AMQPUri = self.url.parse().ok()?;
+            uri.query
+                .frame_max
+                .get_or_insert(common::topology::FRAME_MAX);
             let connected = tokio::time::timeout(
                 Duration::from_secs(2),
-                lapin::Connection::connect(&self.url, properties),
+                lapin::Connection::connect_uri(uri, properties),
             )
             .await
             .ok()?

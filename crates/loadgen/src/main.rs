@@ -32,6 +32,20 @@ enum Cmd {
     Run(RunArgs),
     /// Resident memory of every running `*-service` process.
     Memory,
+    /// Sends `--count` requests of one scenario at once, as the race page
+    /// does, and shows their answered times and the part of each spent
+    /// outside the service's handler (its `Server-Timing`): the page's
+    /// figures beside the driver's, for the same burst.
+    Burst {
+        #[arg(value_parser = Scenario::parse_one)]
+        scenario: Scenario,
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+        #[arg(long, default_value = "sync", value_parser = loadgen::parse_mode)]
+        mode: Mode,
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+    },
     /// Every scenario in both modes on fresh stacks, repeated: a report
     /// (index.html, report.md, data.json, SVG plots) that answers the lab's question.
     Compare(loadgen::compare::CompareArgs),
@@ -402,6 +416,12 @@ async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Cmd::Run(args) => run(args).await,
         Cmd::Memory => memory(),
+        Cmd::Burst {
+            scenario,
+            count,
+            mode,
+            host,
+        } => burst(scenario, count, mode, &host).await,
         Cmd::Compare(args) => loadgen::compare::run(args).await,
         Cmd::Smoke(args) => loadgen::smoke::run(args).await,
         Cmd::Measure(args) => measure(args).await,
@@ -531,6 +551,62 @@ fn cpu_per_operations(used: &[procs::Used], operations: u64) -> String {
         groups.join(", "),
         total * per
     )
+}
+
+async fn burst(scenario: Scenario, count: usize, mode: Mode, host: &str) -> anyhow::Result<()> {
+    use loadgen::stats::nearest_rank;
+    let spec = common::services::find(scenario.service()).context("known service")?;
+    let base = format!("http://{host}:{}", spec.port(mode));
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(count)
+        .build()?;
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let start = std::time::Instant::now();
+    let sends = (0..count as u64).map(|n| {
+        let (method, path, body) = scenario.request(&run, n);
+        let request = client.request(method, format!("{base}{path}")).json(&body);
+        async move {
+            let response = request.send().await.ok()?;
+            let handled = common::metrics::server_timing(response.headers());
+            let status = response.status().as_u16();
+            response.bytes().await.ok()?;
+            let answered = start.elapsed();
+            Some((status, answered, handled))
+        }
+    });
+    let answers: Vec<_> = futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut answered: Vec<f64> = answers.iter().map(|(_, a, _)| ms(*a)).collect();
+    let mut outside: Vec<f64> = answers
+        .iter()
+        .filter_map(|(_, a, h)| Some(ms(*a) - ms((*h)?)))
+        .collect();
+    answered.sort_by(f64::total_cmp);
+    outside.sort_by(f64::total_cmp);
+    let expected = answers
+        .iter()
+        .filter(|(s, _, _)| *s == scenario.expected(mode))
+        .count();
+    let show = |v: &[f64]| {
+        [0.5, 0.95, 1.0]
+            .map(|q| nearest_rank(v, q).map_or("-".into(), |x| format!("{x:.2}")))
+            .join(" / ")
+    };
+    println!(
+        "{} {} {mode}: {count} at once, {} answered ({expected} expected), answered p50 / p95 / max {} ms, outside the handler {} ms",
+        scenario.number(),
+        scenario.name(),
+        answers.len(),
+        show(&answered),
+        show(&outside)
+    );
+    Ok(())
 }
 
 /// Resident memory of each running service process, from /proc.

@@ -24,6 +24,14 @@ pub const ALL: [Scenario; 6] = [
 ];
 
 impl Scenario {
+    /// One scenario: 1-6 or its name.
+    pub fn parse_one(s: &str) -> Result<Scenario, String> {
+        match Scenario::parse(s)?.as_slice() {
+            [one] => Ok(*one),
+            _ => Err("one scenario: 1-6 or its name".into()),
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Vec<Scenario>, String> {
         Ok(match s {
             "all" => ALL.to_vec(),

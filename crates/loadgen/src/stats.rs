@@ -85,6 +85,16 @@ impl Stats {
     }
 }
 
+/// Nearest-rank percentile `q` (0 to 1) of sorted values.
+pub fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let n = sorted.len();
+    let index = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+    Some(sorted[index])
+}
+
 /// `503.2 ms`, `2.01 s`, `840 µs`.
 pub fn human(d: Duration) -> String {
     let micros = d.as_micros();

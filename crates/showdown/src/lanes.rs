@@ -18,9 +18,11 @@ pub struct Lane {
     control: String,
     /// Services that answer elsewhere than the template says (tests: port 0 each).
     overrides: HashMap<String, String>,
-    /// For the race: one connection per concurrent request, no proxy, no timeout
-    /// shorter than the slowest scenario.
-    pub client: reqwest::Client,
+    /// For the race: one connection per concurrent request, no timeout
+    /// shorter than the slowest scenario (crate::http says why not reqwest).
+    pub racer: crate::http::Client,
+    /// For the launcher's stop and start, which take their time.
+    client: reqwest::Client,
     /// For status reads and gauges: short timeouts.
     pub quick: reqwest::Client,
 }
@@ -36,15 +38,7 @@ pub struct Workers {
 
 impl Lane {
     pub fn new(mode: Mode, url: &str, control: &str) -> anyhow::Result<Lane> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(120))
-            // A race opens a connection per request in flight; between races
-            // a few stay, the rest close (each holds buffers).
-            .pool_max_idle_per_host(32)
-            .pool_idle_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .build()?;
+        let client = reqwest::Client::builder().no_proxy().build()?;
         let quick = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(5))
@@ -55,6 +49,7 @@ impl Lane {
             url: url.to_owned(),
             control: control.trim_end_matches('/').to_owned(),
             overrides: HashMap::new(),
+            racer: crate::http::Client::new(Duration::from_secs(120)),
             client,
             quick,
         })

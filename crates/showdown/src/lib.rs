@@ -9,6 +9,7 @@
 //! The page gets it all as server-sent events.
 
 mod catalog;
+mod http;
 mod lanes;
 mod race;
 mod summary;

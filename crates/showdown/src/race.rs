@@ -264,26 +264,25 @@ async fn send(
     let (method, path, body) = scenario.request(run_id, i as u64);
     let url = format!("{}{path}", lane.base(scenario.service()));
     let sent = ms(start);
-    let answer = match lane.client.request(method, url).json(&body).send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            match response.bytes().await {
-                Ok(bytes) => Ok((status, serde_json::from_slice(&bytes).unwrap_or_default())),
-                Err(_) => Err("the answer broke off".to_owned()),
-            }
-        }
-        Err(e) if e.is_connect() => Err("connection refused".to_owned()),
-        Err(e) if e.is_timeout() => Err("no answer in time".to_owned()),
-        Err(_) => Err("connection error".to_owned()),
-    };
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    let answer = lane
+        .racer
+        .send(method.as_str(), &url, &body)
+        .await
+        .map_err(|failure| failure.describe().to_owned());
     let answered = ms(start);
     let expected = scenario.expected(lane.mode);
     let followed = scenario.followed(lane.mode);
     shared.update_row(lane_index, i, |row| {
         row.sent = sent;
         match answer {
-            Ok((status, body)) => {
+            Ok(answer) => {
+                let (status, body) = (
+                    answer.status,
+                    serde_json::from_slice(&answer.body).unwrap_or_default(),
+                );
                 row.answered = Some(answered);
+                row.handled = answer.handled_ms;
                 row.status = Some(status);
                 row.resource = scenario.resource(&body);
                 row.outcome = outcome(&body);

@@ -1,6 +1,7 @@
 //! The figures each lane shows, computed from its rows: the page and the API
 //! show the same numbers because they are computed once, here.
 
+use loadgen::stats::nearest_rank;
 use serde::Serialize;
 
 /// One request of a race, times in milliseconds since the race started.
@@ -8,6 +9,10 @@ use serde::Serialize;
 pub struct Row {
     pub sent: f64,
     pub answered: Option<f64>,
+    /// The service's own time in its handler (its `Server-Timing`): the
+    /// rest of the answered time was spent outside it (network, HTTP, the
+    /// service's queue, this page's client).
+    pub handled: Option<f64>,
     pub status: Option<u16>,
     /// The transport error, when there was no answer.
     pub error: Option<String>,
@@ -43,6 +48,8 @@ pub struct Summary {
     /// Requests that got no answer at all (refused, reset, timed out).
     pub errors: usize,
     pub answered_ms: Percentiles,
+    /// Answered time less the service's own time in its handler.
+    pub outside_ms: Percentiles,
     pub finished_ms: Percentiles,
     /// Answered with the expected status: the stack took the work on.
     pub accepted: usize,
@@ -54,21 +61,11 @@ pub struct Summary {
     pub pending: usize,
 }
 
-/// Nearest-rank percentile of sorted values.
-fn rank(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let n = sorted.len();
-    let index = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
-    Some(sorted[index])
-}
-
 pub fn percentiles(mut values: Vec<f64>) -> Percentiles {
     values.sort_by(f64::total_cmp);
     Percentiles {
-        p50: rank(&values, 0.50),
-        p95: rank(&values, 0.95),
+        p50: nearest_rank(&values, 0.50),
+        p95: nearest_rank(&values, 0.95),
         max: values.last().copied(),
     }
 }
@@ -95,6 +92,11 @@ pub fn summarize(rows: &[Row], expected: u16) -> Summary {
         answered,
         errors,
         answered_ms: percentiles(rows.iter().filter_map(|r| r.answered).collect()),
+        outside_ms: percentiles(
+            rows.iter()
+                .filter_map(|r| Some(r.answered? - r.sent - r.handled?))
+                .collect(),
+        ),
         finished_ms: percentiles(finished.clone()),
         accepted: accepted.len(),
         finished: finished.len(),

@@ -279,19 +279,12 @@ async fn watch_link(ctx: &Ctx, link: &Link) {
     }
 }
 
-/// The largest AMQP frame the services ask for, unless `AMQP_URL` says
-/// (`?frame_max=`): lapin keeps two buffers of 32 frames per connection,
-/// zeroed in full, so RabbitMQ's default of 128 KiB cost every service 8 MiB
-/// of resident memory; at 16 KiB they hold 1 MiB, and a message larger than
-/// a frame (a big click batch) is simply sent in several.
-const FRAME_MAX: u32 = 16 * 1024;
-
 async fn connect(bus: &Bus) -> anyhow::Result<Link> {
     let settings = &bus.inner.settings;
     let properties = ConnectionProperties::default()
         .with_connection_name(format!("{}-{}", settings.prefix, bus.inner.service).into());
     let mut uri: lapin::uri::AMQPUri = settings.url.parse().map_err(anyhow::Error::msg)?;
-    uri.query.frame_max.get_or_insert(FRAME_MAX);
+    uri.query.frame_max.get_or_insert(topology::FRAME_MAX);
     let connection = tokio::time::timeout(
         Duration::from_secs(5),
         Connection::connect_uri(uri, properties),
