@@ -147,9 +147,9 @@ async fn process_payment(
     State(ctx): State<Ctx>,
     JsonBody(req): JsonBody<PaymentRequest>,
 ) -> Result<Response> {
-    let mut tx = ctx.begin().await?;
-    let payment = create(&mut tx, Uuid::new_v4(), &req).await?;
-    match seam::charge(&ctx, tx, &payment).await? {
+    let mut write = ctx.write().await?;
+    let payment = create(&mut write, Uuid::new_v4(), &req).await?;
+    match seam::charge(&ctx, write, &payment).await? {
         Delivery::Done(payment) if payment.status == "declined" => Err(Error::Body {
             status: StatusCode::PAYMENT_REQUIRED,
             body: json!({ "detail": "payment declined", "payment": payment.body() }),
@@ -170,20 +170,25 @@ pub async fn create(
 ) -> Result<Payment> {
     let amount_cents = cents(req.amount)?;
     let currency = currency(&req.currency)?;
-    sqlx::query(
-        "INSERT INTO payments (id, order_id, amount_cents, currency, status, force_decline)
-         VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (id) DO NOTHING",
-    )
+    // One statement (one round trip): the new row, or the stored one.
+    sqlx::query_as(&format!(
+        "WITH new AS (
+             INSERT INTO payments (id, order_id, amount_cents, currency, status, force_decline)
+             VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (id) DO NOTHING
+             RETURNING {COLUMNS}
+         )
+         SELECT {COLUMNS} FROM new
+         UNION ALL
+         SELECT {COLUMNS} FROM payments WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM new)"
+    ))
     .bind(id)
     .bind(req.order_id)
     .bind(amount_cents)
     .bind(&currency)
     .bind(req.force_decline)
-    .execute(&mut *conn)
-    .await?;
-    find(conn, id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("payment {id} vanished").into())
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| anyhow::anyhow!("payment {id} vanished").into())
 }
 
 pub async fn find(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Option<Payment>> {

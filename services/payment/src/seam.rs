@@ -3,7 +3,6 @@
 
 use common::events::Consumer;
 use common::{Ctx, Delivery, Result};
-use sqlx::{Postgres, Transaction};
 
 use crate::Payment;
 
@@ -12,10 +11,11 @@ use crate::Payment;
 #[cfg(not(feature = "async"))]
 pub async fn charge(
     ctx: &Ctx,
-    tx: Transaction<'static, Postgres>,
+    write: common::db::Write,
     payment: &Payment,
 ) -> Result<Delivery<Payment>> {
-    tx.commit().await?;
+    // The write committed by itself: only the connection goes back.
+    drop(write);
     ctx.simulate_latency(ctx.settings.delays.payment).await?;
     let settled = crate::settle(&mut *ctx.db.acquire().await?, payment).await?;
     Ok(Delivery::Done(settled))
@@ -29,7 +29,7 @@ pub const CONSUMERS: &[Consumer] = &[];
 #[cfg(feature = "async")]
 pub async fn charge(
     ctx: &Ctx,
-    tx: Transaction<'static, Postgres>,
+    write: common::db::Write,
     payment: &Payment,
 ) -> Result<Delivery<Payment>> {
     let request = common::messages::PaymentRequest {
@@ -39,8 +39,14 @@ pub async fn charge(
         force_decline: payment.force_decline,
         payment_id: Some(payment.id),
     };
-    common::events::commit_with_event(ctx, tx, "payment.requested", &request, payment.created_at)
-        .await?;
+    common::events::commit_with_event(
+        ctx,
+        write,
+        "payment.requested",
+        &request,
+        payment.created_at,
+    )
+    .await?;
     Ok(Delivery::Accepted)
 }
 

@@ -168,7 +168,7 @@ async fn update(
         return Err(Error::Invalid("name: must not be blank".into()));
     }
     let price_cents = req.price.map(|p| (p * 100.0).round() as i64);
-    let mut tx = ctx.begin().await?;
+    let mut write = ctx.write().await?;
     let product: Product = sqlx::query_as(&format!(
         "UPDATE products SET name = COALESCE($2, name), stock = COALESCE($3, stock),
                 price_cents = COALESCE($4, price_cents), updated_at = now()
@@ -178,11 +178,11 @@ async fn update(
     .bind(name)
     .bind(req.stock)
     .bind(price_cents)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut *write)
     .await?
     .ok_or_else(|| Error::not_found(format!("product {id}")))?;
     let mut body = product.body();
-    match seam::announce_update(&ctx, tx, &product).await? {
+    match seam::announce_update(&ctx, write, &product).await? {
         Delivery::Done(calls) => {
             body["fanout_ms"] = json!(calls.iter().map(|c| c.duration_ms).sum::<f64>());
             body["fanout"] = json!(calls);

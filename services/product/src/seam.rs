@@ -8,7 +8,6 @@ use std::time::Instant;
 use common::messages::ProductChanged;
 use common::{Ctx, Delivery, Result};
 use serde::Serialize;
-use sqlx::{Postgres, Transaction};
 
 use crate::Product;
 
@@ -36,10 +35,11 @@ const TARGETS: [(&str, &str); 3] = [
 #[cfg(not(feature = "async"))]
 pub async fn announce_update(
     ctx: &Ctx,
-    tx: Transaction<'static, Postgres>,
+    write: common::db::Write,
     product: &Product,
 ) -> Result<Delivery<Vec<FanoutCall>>> {
-    tx.commit().await?;
+    // The write committed by itself: only the connection goes back.
+    drop(write);
     let outbound = ctx.outbound.clone();
     let event: ProductChanged = product.changed();
     let urls: Vec<(&'static str, String)> = TARGETS
@@ -71,11 +71,11 @@ pub async fn announce_update(
 #[cfg(feature = "async")]
 pub async fn announce_update(
     ctx: &Ctx,
-    tx: Transaction<'static, Postgres>,
+    write: common::db::Write,
     product: &Product,
 ) -> Result<Delivery<Vec<FanoutCall>>> {
     let change = product.changed();
-    common::events::commit_with_event(ctx, tx, "product.changed", &change, change.updated_at)
+    common::events::commit_with_event(ctx, write, "product.changed", &change, change.updated_at)
         .await?;
     Ok(Delivery::Accepted)
 }

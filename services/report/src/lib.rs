@@ -132,16 +132,16 @@ async fn generate_report(
         .await?;
     let iterations = i64::try_from(iterations)
         .map_err(|_| Error::Invalid("REPORT_ITERATIONS is too large".into()))?;
-    let mut tx = ctx.begin().await?;
+    let mut write = ctx.write().await?;
     let job: Job = sqlx::query_as(&format!(
         "INSERT INTO jobs (id, report_type, status, iterations) VALUES ($1, $2, 'queued', $3) RETURNING {COLUMNS}"
     ))
     .bind(Uuid::new_v4())
     .bind(&req.report_type)
     .bind(iterations)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *write)
     .await?;
-    match seam::submit(&ctx, tx, &job).await? {
+    match seam::submit(&ctx, write, &job).await? {
         Delivery::Done(job) => Ok((StatusCode::OK, axum::Json(job.body())).into_response()),
         Delivery::Accepted => Ok((StatusCode::ACCEPTED, axum::Json(job.body())).into_response()),
     }

@@ -2,31 +2,24 @@
 
 use common::events::Consumer;
 use common::{Ctx, Delivery, Result};
-use sqlx::{Postgres, Transaction};
 
 use crate::Job;
 
 /// Sync: the request itself waits while a worker thread hashes.
 #[cfg(not(feature = "async"))]
-pub async fn submit(
-    ctx: &Ctx,
-    tx: Transaction<'static, Postgres>,
-    job: &Job,
-) -> Result<Delivery<Job>> {
-    tx.commit().await?;
+pub async fn submit(ctx: &Ctx, write: common::db::Write, job: &Job) -> Result<Delivery<Job>> {
+    // The write committed by itself: only the connection goes back.
+    drop(write);
     Ok(Delivery::Done(crate::run(ctx, job).await?))
 }
 
 /// Async: the queued job and its `report.requested` event commit together;
 /// a report worker hashes it later.
 #[cfg(feature = "async")]
-pub async fn submit(
-    ctx: &Ctx,
-    tx: Transaction<'static, Postgres>,
-    job: &Job,
-) -> Result<Delivery<Job>> {
+pub async fn submit(ctx: &Ctx, write: common::db::Write, job: &Job) -> Result<Delivery<Job>> {
     let event = serde_json::json!({ "job_id": job.id });
-    common::events::commit_with_event(ctx, tx, "report.requested", &event, job.created_at).await?;
+    common::events::commit_with_event(ctx, write, "report.requested", &event, job.created_at)
+        .await?;
     Ok(Delivery::Accepted)
 }
 

@@ -106,13 +106,13 @@ pub enum EmailOutcome {
 async fn register(State(ctx): State<Ctx>, JsonBody(req): JsonBody<Register>) -> Result<Response> {
     req.validate()?;
     let email = req.email.trim();
-    let mut tx = ctx.begin().await?;
+    let mut write = ctx.write().await?;
     let user: User = sqlx::query_as(
         "INSERT INTO users (email) VALUES ($1)
          RETURNING id, email, created_at, email_status, email_sent_at, email_error",
     )
     .bind(email)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *write)
     .await
     .map_err(|e| {
         conflict_on_unique(
@@ -121,7 +121,7 @@ async fn register(State(ctx): State<Ctx>, JsonBody(req): JsonBody<Register>) -> 
         )
     })?;
     tracing::info!(user_id = user.id, "user registered");
-    match seam::welcome_email(&ctx, tx, &user).await? {
+    match seam::welcome_email(&ctx, write, &user).await? {
         Delivery::Done(outcome) => {
             let user =
                 record_email_outcome(&mut *ctx.db.acquire().await?, user.id, &outcome).await?;

@@ -4,7 +4,6 @@
 use common::events::Consumer;
 use common::messages::{EmailSent, SendEmail};
 use common::{Ctx, Delivery, Result};
-use sqlx::{Postgres, Transaction};
 
 use crate::{EmailOutcome, User};
 
@@ -24,10 +23,11 @@ fn welcome(user: &User) -> SendEmail {
 #[cfg(not(feature = "async"))]
 pub async fn welcome_email(
     ctx: &Ctx,
-    tx: Transaction<'static, Postgres>,
+    write: common::db::Write,
     user: &User,
 ) -> Result<Delivery<EmailOutcome>> {
-    tx.commit().await?;
+    // The write committed by itself: only the connection goes back.
+    drop(write);
     let answer = ctx
         .call::<_, EmailSent>("email", "/send", welcome(user))
         .await?;
@@ -44,11 +44,17 @@ pub async fn welcome_email(
 #[cfg(feature = "async")]
 pub async fn welcome_email(
     ctx: &Ctx,
-    tx: Transaction<'static, Postgres>,
+    write: common::db::Write,
     user: &User,
 ) -> Result<Delivery<EmailOutcome>> {
-    common::events::commit_with_event(ctx, tx, "user.registered", &welcome(user), user.created_at)
-        .await?;
+    common::events::commit_with_event(
+        ctx,
+        write,
+        "user.registered",
+        &welcome(user),
+        user.created_at,
+    )
+    .await?;
     Ok(Delivery::Accepted)
 }
 
