@@ -137,8 +137,8 @@ pub async fn track_http(State(service): State<&'static str>, req: Request, next:
     let took = start.elapsed();
     // The handler's own time, for a caller that wants to know how much of
     // its call was spent here (crate::outbound's `call_overhead`).
-    if let Ok(value) = HeaderValue::from_str(&format!("app;dur={:.3}", took.as_secs_f64() * 1000.0))
-    {
+    let timing = format!("{HANDLER_TIME}{:.3}", took.as_secs_f64() * 1000.0);
+    if let Ok(value) = HeaderValue::from_str(&timing) {
         response.headers_mut().insert(SERVER_TIMING, value);
     }
     let labels = [
@@ -153,11 +153,19 @@ pub async fn track_http(State(service): State<&'static str>, req: Request, next:
     response
 }
 
-const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+/// The header every answer carries its handler's time in.
+pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
-/// The `app;dur=<ms>` a service's answer carries: how long its handler took.
+/// `Server-Timing: app;dur=<ms>`: how long the service's handler took.
+const HANDLER_TIME: &str = "app;dur=";
+
+/// The handler's time in an answer's headers.
 pub fn server_timing(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(SERVER_TIMING)?.to_str().ok()?;
-    let ms: f64 = value.strip_prefix("app;dur=")?.parse().ok()?;
+    handler_time(headers.get(SERVER_TIMING)?.to_str().ok()?)
+}
+
+/// The handler's time in a `Server-Timing` value (`app;dur=1.250`).
+pub fn handler_time(value: &str) -> Option<Duration> {
+    let ms: f64 = value.strip_prefix(HANDLER_TIME)?.parse().ok()?;
     Duration::try_from_secs_f64(ms / 1000.0).ok()
 }

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use common::phases::{self, Phase as Timed};
+
 use crate::exposition;
 
 /// Work that is not the load's: the driver's own scrapes and checks.
@@ -132,25 +134,27 @@ pub struct Breakdown {
 
 /// Phases in the order a request meets them; the rest after, by name.
 const ORDER: [&str; 14] = [
-    "worker_wait",
-    "db_pool_wait",
-    "db_begin",
-    "db_statement",
-    "db_commit",
-    "db_rollback",
-    "delay",
-    "delay_overshoot",
-    "call",
-    "call_overhead",
-    "publish",
-    "confirm",
-    "ack",
-    "handled",
+    Timed::WorkerWait.as_str(),
+    phases::DB_POOL_WAIT,
+    Timed::DbBegin.as_str(),
+    phases::DB_STATEMENT,
+    phases::DB_COMMIT,
+    phases::DB_ROLLBACK,
+    Timed::Delay.as_str(),
+    Timed::DelayOvershoot.as_str(),
+    Timed::Call.as_str(),
+    Timed::CallOverhead.as_str(),
+    Timed::Publish.as_str(),
+    Timed::Confirm.as_str(),
+    Timed::Ack.as_str(),
+    Timed::Handled.as_str(),
 ];
 
 /// Phases that are part of another one shown beside them (not added again).
 fn within_another(phase: &str) -> bool {
-    matches!(phase, "delay_overshoot" | "call_overhead" | "handled")
+    [Timed::DelayOvershoot, Timed::CallOverhead, Timed::Handled]
+        .iter()
+        .any(|p| p.as_str() == phase)
 }
 
 /// The difference between two samples, per operation of the load.
@@ -200,7 +204,7 @@ pub fn between(before: &Sample, after: &Sample, operations: u64, entry: &str) ->
             part.whole = part
                 .phases
                 .iter()
-                .find(|p| p.phase == "handled")
+                .find(|p| p.phase == Timed::Handled.as_str())
                 .map(|p| p.tally);
         }
         part.phases.sort_by_key(|p| {
@@ -268,7 +272,11 @@ impl Breakdown {
                 None => lines.push(format!("  {:<10} {what}", part.work.service)),
             }
             let mut added = 0.0;
-            for phase in part.phases.iter().filter(|p| p.phase != "handled") {
+            for phase in part
+                .phases
+                .iter()
+                .filter(|p| p.phase != Timed::Handled.as_str())
+            {
                 let name = match phase.peer.as_str() {
                     "" => phase.phase.clone(),
                     verb if phase.phase.starts_with("db_") => format!("{} {verb}", phase.phase),

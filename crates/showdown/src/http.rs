@@ -187,9 +187,9 @@ async fn exchange(mut stream: TcpStream, request: &[u8]) -> Result<Answer, Attem
                     // Not what the lab's services send: refuse rather than guess.
                     return Err(Attempt::Broken);
                 }
-                let handled_ms = header("server-timing")
-                    .and_then(|v| v.strip_prefix("app;dur="))
-                    .and_then(|ms| ms.parse().ok());
+                let handled_ms = header(common::metrics::SERVER_TIMING.as_str())
+                    .and_then(common::metrics::handler_time)
+                    .map(|d| d.as_secs_f64() * 1000.0);
                 break (
                     response.code.ok_or(Attempt::Broken)?,
                     head,

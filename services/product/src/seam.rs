@@ -29,7 +29,7 @@ const TARGETS: [(&str, &str); 3] = [
     ("analytics", "/product_updates"),
 ];
 
-/// Sync: commit, then call search, cache and analytics one after another on
+/// Sync: the update has committed by itself; call search, cache and analytics one after another on
 /// one worker thread, each blocking until answered. A failed call is reported
 /// and the next one still made: each target's work is independent.
 #[cfg(not(feature = "async"))]

@@ -17,8 +17,8 @@ fn welcome(user: &User) -> SendEmail {
     }
 }
 
-/// Sync: commit the user first (no database connection is held across the
-/// call, the mistake that capped the original at 28.6 req/s), then block a
+/// Sync: the user's INSERT has committed by itself; give its connection
+/// back first (no database connection is held across the call, the mistake that capped the original at 28.6 req/s), then block a
 /// worker thread on the email service until it answers or times out.
 #[cfg(not(feature = "async"))]
 pub async fn welcome_email(
