@@ -212,10 +212,7 @@ impl Application {
         db::migrate(&db, &def.spec.schema(), def.migrator).await?;
         let settings = Arc::new(settings);
         #[cfg(not(feature = "async"))]
-        let outbound = {
-            let settings = Arc::clone(&settings);
-            tokio::task::spawn_blocking(move || Outbound::new(name, &settings)).await??
-        };
+        let outbound = Outbound::new(name, &settings)?;
         let ctx = Ctx {
             spec: def.spec,
             workers: Workers::new(name, settings.sync_workers),

@@ -27,7 +27,7 @@ use utoipa_axum::routes;
 
 use anyhow::anyhow;
 use common::messages::RefusalKind;
-use saga::{COLUMNS, Event, Followup, Order, Reason, Status, StepName, UNIT_PRICE_CENTS};
+use saga::{Followup, Order, Reason, Status, StepName};
 
 pub static SERVICE: ServiceDef = ServiceDef {
     spec: &common::services::ORDER,
@@ -140,25 +140,16 @@ async fn create_order(
     JsonBody(req): JsonBody<CreateOrder>,
 ) -> Result<Response> {
     req.validate()?;
-    let mut tx = ctx.begin().await?;
-    let order: Order = sqlx::query_as(&format!(
-        "INSERT INTO orders (product_id, quantity, amount_cents, approve_payment, status)
-         VALUES ($1, $2, $3, $4, 'pending') RETURNING {COLUMNS}"
-    ))
-    .bind(req.product_id)
-    .bind(req.quantity)
-    .bind(i64::from(req.quantity) * UNIT_PRICE_CENTS)
-    .bind(req.approve_payment)
-    .fetch_one(&mut *tx)
+    let mut write = ctx.write().await?;
+    let (order, first) = saga::create(
+        &mut *write,
+        req.product_id,
+        req.quantity,
+        req.approve_payment,
+    )
     .await?;
-    let created =
-        saga::next(&order, Event::Created).ok_or_else(|| anyhow!("a new order is pending"))?;
-    let order = saga::apply(&mut *tx, &order, &created).await?;
-    let first = created
-        .command
-        .ok_or_else(|| anyhow!("a saga starts with a command"))?;
     tracing::info!(order_id = order.id, "order created");
-    let (order, cause) = match seam::start_saga(&ctx, tx, order, first).await? {
+    let (order, cause) = match seam::start_saga(&ctx, write, order, first).await? {
         seam::Started::Accepted(body) => {
             return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
         }

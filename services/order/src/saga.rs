@@ -299,7 +299,8 @@ pub fn next(order: &Order, event: Event) -> Option<Transition> {
                 product_id: order.product_id,
                 quantity: order.quantity,
             }));
-            (StepName::OrderCreated, StepOutcome::Ok, None)
+            let (name, outcome) = CREATED;
+            (name, outcome, None)
         }
         Event::Reserved { quantity } => {
             t.command = Some(Command::Pay(PaymentRequest {
@@ -395,6 +396,42 @@ pub fn next(order: &Order, event: Event) -> Option<Transition> {
 
 /// Records a transition: its steps and the order's new fields, in one
 /// statement (atomic without a transaction of its own).
+/// The step a new order starts with ([`Event::Created`]'s).
+const CREATED: (StepName, StepOutcome) = (StepName::OrderCreated, StepOutcome::Ok);
+
+/// A new `pending` order and its first step ([`Event::Created`]), in one
+/// statement (in sync mode it commits by itself), and the command its saga
+/// starts with.
+pub async fn create<'e>(
+    db: impl PgExecutor<'e>,
+    product_id: i64,
+    quantity: i32,
+    approve_payment: bool,
+) -> Result<(Order, Command)> {
+    let (step, outcome) = CREATED;
+    let order: Order = sqlx::query_as(&format!(
+        "WITH new AS (
+             INSERT INTO orders (product_id, quantity, amount_cents, approve_payment, status)
+             VALUES ($1, $2, $3, $4, 'pending') RETURNING {COLUMNS}
+         ), step AS (
+             INSERT INTO saga_steps (order_id, step, outcome) SELECT id, $5, $6 FROM new
+         )
+         SELECT {COLUMNS} FROM new"
+    ))
+    .bind(product_id)
+    .bind(quantity)
+    .bind(i64::from(quantity) * UNIT_PRICE_CENTS)
+    .bind(approve_payment)
+    .bind(step.as_str())
+    .bind(outcome.as_str())
+    .fetch_one(db)
+    .await?;
+    let first = next(&order, Event::Created)
+        .and_then(|t| t.command)
+        .ok_or_else(|| anyhow::anyhow!("a new order's saga starts with a command"))?;
+    Ok((order, first))
+}
+
 pub async fn apply<'e>(db: impl PgExecutor<'e>, order: &Order, t: &Transition) -> Result<Order> {
     let names: Vec<&str> = t.steps.iter().map(|s| s.name.as_str()).collect();
     let outcomes: Vec<&str> = t.steps.iter().map(|s| s.outcome.as_str()).collect();

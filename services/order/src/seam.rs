@@ -5,7 +5,6 @@
 
 use common::events::Consumer;
 use common::{Ctx, Result};
-use sqlx::{Postgres, Transaction};
 
 use crate::saga::{Command, Order};
 
@@ -19,15 +18,15 @@ pub enum Started {
     Accepted(serde_json::Value),
 }
 
-/// Sync: the order commits, then the request runs the saga to its end.
+/// Sync: the order committed by itself; the request runs the saga to its end.
 #[cfg(not(feature = "async"))]
 pub async fn start_saga(
     ctx: &Ctx,
-    tx: Transaction<'static, Postgres>,
+    write: common::db::Write,
     order: Order,
     first: Command,
 ) -> Result<Started> {
-    tx.commit().await?;
+    drop(write);
     let (order, cause) = crate::orchestration::run(ctx, order, first).await?;
     Ok(Started::Done(order, cause))
 }
@@ -37,7 +36,7 @@ pub async fn start_saga(
 #[cfg(feature = "async")]
 pub async fn start_saga(
     ctx: &Ctx,
-    mut tx: Transaction<'static, Postgres>,
+    mut tx: common::db::Write,
     order: Order,
     first: Command,
 ) -> Result<Started> {
