@@ -46,20 +46,21 @@ pub async fn advance(ctx: Ctx, msg: Incoming) -> Result<()> {
     Ok(())
 }
 
-/// The saga's start: the order's first command commits with it.
-pub async fn start(tx: &mut PgConnection, command: &Command, order: &Order) -> Result<()> {
-    send(tx, command, order).await
+/// A command as the event that carries it: its kind and payload.
+pub fn message(command: &Command) -> Result<(&'static str, serde_json::Value)> {
+    let (kind, payload) = match command {
+        Command::Reserve(r) => ("stock.reserve", serde_json::to_value(r)),
+        Command::Pay(p) => ("payment.requested", serde_json::to_value(p)),
+        Command::Commit(o) => ("stock.commit", serde_json::to_value(o)),
+        Command::Release(o) => ("stock.release", serde_json::to_value(o)),
+    };
+    Ok((kind, payload.map_err(anyhow::Error::from)?))
 }
 
-/// A command as the event that carries it.
+/// A command, enqueued in the transaction of the step that asks for it.
 async fn send(tx: &mut PgConnection, command: &Command, order: &Order) -> Result<()> {
-    let at = order.created_at;
-    match command {
-        Command::Reserve(r) => enqueue(tx, "stock.reserve", r, at).await?,
-        Command::Pay(p) => enqueue(tx, "payment.requested", p, at).await?,
-        Command::Commit(o) => enqueue(tx, "stock.commit", o, at).await?,
-        Command::Release(o) => enqueue(tx, "stock.release", o, at).await?,
-    };
+    let (kind, payload) = message(command)?;
+    enqueue(tx, kind, &payload, order.created_at).await?;
     Ok(())
 }
 

@@ -140,16 +140,8 @@ async fn create_order(
     JsonBody(req): JsonBody<CreateOrder>,
 ) -> Result<Response> {
     req.validate()?;
-    let mut write = ctx.write().await?;
-    let (order, first) = saga::create(
-        &mut *write,
-        req.product_id,
-        req.quantity,
-        req.approve_payment,
-    )
-    .await?;
-    tracing::info!(order_id = order.id, "order created");
-    let (order, cause) = match seam::start_saga(&ctx, write, order, first).await? {
+    let draft = saga::draft(req.product_id, req.quantity, req.approve_payment);
+    let (order, cause) = match seam::start_saga(&ctx, draft).await? {
         seam::Started::Accepted(body) => {
             return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
         }

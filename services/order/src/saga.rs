@@ -399,37 +399,84 @@ pub fn next(order: &Order, event: Event) -> Option<Transition> {
 /// The step a new order starts with ([`Event::Created`]'s).
 const CREATED: (StepName, StepOutcome) = (StepName::OrderCreated, StepOutcome::Ok);
 
-/// A new `pending` order and its first step ([`Event::Created`]), in one
-/// statement (in sync mode it commits by itself), and the command its saga
-/// starts with.
+/// An order as asked for, before it is stored (its id is 0 until then).
+pub fn draft(product_id: i64, quantity: i32, approve_payment: bool) -> Order {
+    let now = Utc::now();
+    Order {
+        id: 0,
+        product_id,
+        quantity,
+        amount_cents: i64::from(quantity) * UNIT_PRICE_CENTS,
+        approve_payment,
+        status: Status::Pending,
+        failure_reason: None,
+        payment_id: None,
+        followup: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// The command a new order's saga starts with ([`Event::Created`]'s).
+pub fn first_command(order: &Order) -> Result<Command> {
+    Ok(next(order, Event::Created)
+        .and_then(|t| t.command)
+        .ok_or_else(|| anyhow::anyhow!("a new order's saga starts with a command"))?)
+}
+
+/// Stores `draft` as a new `pending` order with its first step
+/// ([`Event::Created`]'s) and, when given, an outbox message (kind, payload)
+/// whose payload's `order_id` becomes the new order's id: one statement,
+/// which commits by itself. Returns the order and its first step.
 pub async fn create<'e>(
     db: impl PgExecutor<'e>,
-    product_id: i64,
-    quantity: i32,
-    approve_payment: bool,
-) -> Result<(Order, Command)> {
+    draft: &Order,
+    message: Option<(&str, Value)>,
+) -> Result<(Order, Step)> {
     let (step, outcome) = CREATED;
-    let order: Order = sqlx::query_as(&format!(
+    // Only async mode's schema has an outbox.
+    let send = if message.is_some() {
+        ", sent AS (
+             INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)
+             SELECT $7, $8, jsonb_set($9, '{order_id}', to_jsonb(new.id)), $10, new.created_at FROM new
+         )"
+    } else {
+        ""
+    };
+    let query = format!(
         "WITH new AS (
              INSERT INTO orders (product_id, quantity, amount_cents, approve_payment, status)
              VALUES ($1, $2, $3, $4, 'pending') RETURNING {COLUMNS}
          ), step AS (
              INSERT INTO saga_steps (order_id, step, outcome) SELECT id, $5, $6 FROM new
-         )
-         SELECT {COLUMNS} FROM new"
-    ))
-    .bind(product_id)
-    .bind(quantity)
-    .bind(i64::from(quantity) * UNIT_PRICE_CENTS)
-    .bind(approve_payment)
-    .bind(step.as_str())
-    .bind(outcome.as_str())
-    .fetch_one(db)
-    .await?;
-    let first = next(&order, Event::Created)
-        .and_then(|t| t.command)
-        .ok_or_else(|| anyhow::anyhow!("a new order's saga starts with a command"))?;
-    Ok((order, first))
+             RETURNING step, outcome, detail, at
+         ){send}
+         SELECT new.*, step.step, step.outcome, step.detail, step.at FROM new, step"
+    );
+    let mut query = sqlx::query_as::<_, CreatedRow>(&query)
+        .bind(draft.product_id)
+        .bind(draft.quantity)
+        .bind(draft.amount_cents)
+        .bind(draft.approve_payment)
+        .bind(step.as_str())
+        .bind(outcome.as_str());
+    if let Some((kind, payload)) = message {
+        query = query
+            .bind(Uuid::new_v4())
+            .bind(kind)
+            .bind(sqlx::types::Json(payload))
+            .bind(common::correlation::current().unwrap_or_default());
+    }
+    let row = query.fetch_one(db).await?;
+    Ok((row.order, row.step))
+}
+
+#[derive(sqlx::FromRow)]
+struct CreatedRow {
+    #[sqlx(flatten)]
+    order: Order,
+    #[sqlx(flatten)]
+    step: Step,
 }
 
 pub async fn apply<'e>(db: impl PgExecutor<'e>, order: &Order, t: &Transition) -> Result<Order> {
@@ -479,7 +526,8 @@ pub async fn view<'e>(db: impl PgExecutor<'e>, order: &Order) -> Result<Value> {
     Ok(body(order, &steps))
 }
 
-fn body(order: &Order, steps: &[Step]) -> Value {
+/// The body that shows `order` with `steps`.
+pub fn body(order: &Order, steps: &[Step]) -> Value {
     let mut body = serde_json::to_value(order).unwrap_or_default();
     body["amount"] = json!(order.amount());
     body["steps"] = json!(steps);

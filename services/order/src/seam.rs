@@ -6,45 +6,39 @@
 use common::events::Consumer;
 use common::{Ctx, Result};
 
-use crate::saga::{Command, Order};
+use crate::saga::{self, Order};
 
 /// How a saga started: finished, with the final order and what made it fail
-/// (sync), or accepted, with the order as the answer shows it, read before
-/// the commit (async: once the order is committed, a read that fails, the
-/// database gone, must not answer an error for it).
+/// (sync), or accepted, with the order as the answer shows it, built from
+/// what its one statement returned (no read after the commit that could fail
+/// and answer an error for an order that was stored).
 #[allow(dead_code)] // each mode's build makes one of the two
 pub enum Started {
     Done(Order, Option<String>),
     Accepted(serde_json::Value),
 }
 
-/// Sync: the order committed by itself; the request runs the saga to its end.
+/// Sync: the order is stored (its statement commits by itself), then the
+/// request runs the saga to its end.
 #[cfg(not(feature = "async"))]
-pub async fn start_saga(
-    ctx: &Ctx,
-    write: common::db::Write,
-    order: Order,
-    first: Command,
-) -> Result<Started> {
-    drop(write);
+pub async fn start_saga(ctx: &Ctx, draft: Order) -> Result<Started> {
+    let (order, _) = saga::create(&ctx.db, &draft, None).await?;
+    tracing::info!(order_id = order.id, "order created");
+    let first = saga::first_command(&order)?;
     let (order, cause) = crate::orchestration::run(ctx, order, first).await?;
     Ok(Started::Done(order, cause))
 }
 
-/// Async: the order and its first command (`stock.reserve`) commit together;
-/// inventory, payment and this service's saga consumer take it from there.
+/// Async: the order and its first command (`stock.reserve`) are stored in
+/// one statement; inventory, payment and this service's saga consumer take
+/// it from there.
 #[cfg(feature = "async")]
-pub async fn start_saga(
-    ctx: &Ctx,
-    mut tx: common::db::Write,
-    order: Order,
-    first: Command,
-) -> Result<Started> {
-    crate::choreography::start(&mut tx, &first, &order).await?;
-    let accepted = crate::saga::view(&mut *tx, &order).await?;
-    tx.commit().await?;
+pub async fn start_saga(ctx: &Ctx, draft: Order) -> Result<Started> {
+    let first = crate::choreography::message(&saga::first_command(&draft)?)?;
+    let (order, step) = saga::create(&ctx.db, &draft, Some(first)).await?;
+    tracing::info!(order_id = order.id, "order created");
     ctx.bus.wake_relay();
-    Ok(Started::Accepted(accepted))
+    Ok(Started::Accepted(saga::body(&order, &[step])))
 }
 
 /// Sync: inventory calls a finished saga still owes are retried in the background.
