@@ -108,13 +108,23 @@ pub enum Handle {
 pub struct Consumer {
     pub queue: &'static str,
     /// Messages it may hold unacknowledged (and so handle at once).
-    pub prefetch: fn(&crate::config::Broker) -> u16,
+    pub prefetch: fn(&crate::Settings) -> u16,
     pub handle: Handle,
 }
 
 /// The usual prefetch: `CONSUMER_PREFETCH`.
-pub fn prefetch(settings: &crate::config::Broker) -> u16 {
-    settings.prefetch
+pub fn prefetch(settings: &crate::Settings) -> u16 {
+    settings.broker.prefetch
+}
+
+/// The prefetch of a consumer whose every message is one short transaction
+/// and nothing else (the saga's steps, inventory's reservations): at most
+/// half the service's pool (`DB_MAX_CONNECTIONS`), so that while it is busy
+/// the requests still find a connection and the queue, not the pool, holds
+/// what waits.
+pub fn db_bound_prefetch(settings: &crate::Settings) -> u16 {
+    let half = u16::try_from(settings.db_max_connections / 2).unwrap_or(u16::MAX);
+    settings.broker.prefetch.min(half.max(1))
 }
 
 /// Records that an async operation of `scenario` is finished: the time from
@@ -188,4 +198,28 @@ pub async fn commit_with_event(
     tx.commit().await?;
     ctx.bus.wake_relay();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Settings;
+
+    fn with(vars: &[(&str, &str)]) -> Settings {
+        Settings::from_vars(vars.iter().copied()).expect("valid settings")
+    }
+
+    #[test]
+    fn a_database_bound_consumer_leaves_half_the_pool_to_requests() {
+        let defaults = with(&[]);
+        assert_eq!(super::prefetch(&defaults), 10);
+        assert_eq!(super::db_bound_prefetch(&defaults), 4, "8 connections");
+        let big_pool = with(&[("DB_MAX_CONNECTIONS", "40")]);
+        assert_eq!(
+            super::db_bound_prefetch(&big_pool),
+            10,
+            "never above CONSUMER_PREFETCH"
+        );
+        let one = with(&[("DB_MAX_CONNECTIONS", "1")]);
+        assert_eq!(super::db_bound_prefetch(&one), 1, "never 0");
+    }
 }

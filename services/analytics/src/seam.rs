@@ -48,7 +48,7 @@ pub use batching::{Clicks, record_click};
 pub const CONSUMERS: &[Consumer] = &[
     Consumer {
         queue: "analytics.clicks",
-        prefetch: |settings| settings.click_batch_size,
+        prefetch: |settings| settings.broker.click_batch_size,
         handle: common::events::Handle::Batch(|ctx, batch| Box::pin(batching::store(ctx, batch))),
     },
     Consumer {

@@ -10,7 +10,7 @@ pub const CONSUMERS: &[Consumer] = &[];
 #[cfg(feature = "async")]
 pub const CONSUMERS: &[Consumer] = &[Consumer {
     queue: "inventory.reservations",
-    prefetch: common::events::prefetch,
+    prefetch: common::events::db_bound_prefetch,
     handle: common::events::Handle::One(|ctx, msg| Box::pin(consume::reservation(ctx, msg))),
 }];
 

@@ -57,7 +57,7 @@ pub const CONSUMERS: &[Consumer] = &[];
 #[cfg(feature = "async")]
 pub const CONSUMERS: &[Consumer] = &[Consumer {
     queue: "order.saga",
-    prefetch: common::events::prefetch,
+    prefetch: common::events::db_bound_prefetch,
     handle: common::events::Handle::One(|ctx, msg| {
         Box::pin(crate::choreography::advance(ctx, msg))
     }),

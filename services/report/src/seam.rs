@@ -67,7 +67,7 @@ pub async fn hash<T: Send + 'static>(
 #[cfg(feature = "async")]
 pub const CONSUMERS: &[Consumer] = &[Consumer {
     queue: "report.jobs",
-    prefetch: |settings| settings.report_workers,
+    prefetch: |settings| settings.broker.report_workers,
     handle: common::events::Handle::One(|ctx, msg| Box::pin(work(ctx, msg))),
 }];
 

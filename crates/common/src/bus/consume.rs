@@ -30,7 +30,10 @@ async fn consume(ctx: &Ctx, link: &Link, consumer: &'static Consumer) -> anyhow:
     let settings = ctx.bus.settings().clone();
     let channel = link.connection.create_channel().await?;
     channel
-        .basic_qos((consumer.prefetch)(&settings), BasicQosOptions::default())
+        .basic_qos(
+            (consumer.prefetch)(&ctx.settings),
+            BasicQosOptions::default(),
+        )
         .await?;
     let tag = format!("{}-{}", ctx.name(), Uuid::new_v4().simple());
     let mut stream = channel
