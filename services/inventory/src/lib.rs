@@ -180,30 +180,51 @@ async fn reserve_handler(
 
 /// Holds `quantity` units for the order. Asking again for the same order
 /// returns the existing reservation (`false`) instead of holding more.
-/// Runs in a savepoint when `conn` is already in a transaction (a consumer's).
+///
+/// One statement: it locks the product's stock row (so reservations of one
+/// product take turns and `available` is the latest), claims the order's
+/// reservation if there is enough, and takes the units if it claimed it. On
+/// its own it commits by itself; in a consumer's transaction it is part of it.
 pub async fn reserve(conn: &mut PgConnection, req: &Reserve) -> Result<Reserved> {
-    let mut tx = common::db::begin(&mut *conn).await?;
-    // Serialises concurrent requests for the same order on its row, or on the insert below.
-    let claimed = sqlx::query(
-        "INSERT INTO reservations (order_id, product_id, quantity, status) VALUES ($1, $2, $3, 'reserved')
-         ON CONFLICT (order_id) DO NOTHING",
+    let (available, claimed): (Option<i32>, bool) = sqlx::query_as(
+        "WITH product AS (
+             SELECT available FROM stock WHERE product_id = $2 FOR UPDATE
+         ), claimed AS (
+             INSERT INTO reservations (order_id, product_id, quantity, status)
+             SELECT $1, $2, $3, 'reserved' FROM product WHERE available >= $3
+             ON CONFLICT (order_id) DO NOTHING
+             RETURNING order_id
+         ), taken AS (
+             UPDATE stock SET available = available - $3, reserved = reserved + $3, updated_at = now()
+             WHERE product_id = $2 AND EXISTS (SELECT 1 FROM claimed)
+         )
+         SELECT (SELECT available FROM product), EXISTS (SELECT 1 FROM claimed)",
     )
     .bind(req.order_id)
     .bind(req.product_id)
     .bind(req.quantity)
-    .execute(&mut *tx)
-    .await;
-    let claimed = match claimed {
-        Ok(done) => done.rows_affected() == 1,
-        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
-            return Ok(Err(Refusal::UnknownProduct));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if !claimed {
-        let existing = fetch(&mut tx, req.order_id)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("reservation vanished"))?;
+    .fetch_one(&mut *conn)
+    .await?;
+    if claimed {
+        tracing::info!(
+            order_id = req.order_id,
+            product_id = req.product_id,
+            quantity = req.quantity,
+            "stock reserved"
+        );
+        return Ok(Ok((
+            Reservation {
+                order_id: req.order_id,
+                product_id: Some(req.product_id),
+                quantity: req.quantity,
+                status: "reserved".into(),
+                released_quantity: 0,
+            },
+            true,
+        )));
+    }
+    // Asked before (or released before it came): the order's row decides.
+    if let Some(existing) = fetch(conn, req.order_id).await? {
         return match existing.status.as_str() {
             "reserved" | "committed"
                 if existing.product_id == Some(req.product_id)
@@ -219,39 +240,10 @@ pub async fn reserve(conn: &mut PgConnection, req: &Reserve) -> Result<Reserved>
             })),
         };
     }
-    let taken = sqlx::query(
-        "UPDATE stock SET available = available - $2, reserved = reserved + $2, updated_at = now()
-         WHERE product_id = $1 AND available >= $2",
-    )
-    .bind(req.product_id)
-    .bind(req.quantity)
-    .execute(&mut *tx)
-    .await?;
-    if taken.rows_affected() == 0 {
-        let available: i32 =
-            sqlx::query_scalar("SELECT available FROM stock WHERE product_id = $1")
-                .bind(req.product_id)
-                .fetch_one(&mut *tx)
-                .await?;
-        return Ok(Err(Refusal::NotEnoughStock { available }));
-    }
-    tx.commit().await?;
-    tracing::info!(
-        order_id = req.order_id,
-        product_id = req.product_id,
-        quantity = req.quantity,
-        "stock reserved"
-    );
-    Ok(Ok((
-        Reservation {
-            order_id: req.order_id,
-            product_id: Some(req.product_id),
-            quantity: req.quantity,
-            status: "reserved".into(),
-            released_quantity: 0,
-        },
-        true,
-    )))
+    Ok(Err(match available {
+        None => Refusal::UnknownProduct,
+        Some(available) => Refusal::NotEnoughStock { available },
+    }))
 }
 
 async fn fetch(conn: &mut PgConnection, order_id: i64) -> Result<Option<Row>> {
@@ -326,24 +318,35 @@ impl Close {
             Close::Commit => "committed",
         }
     }
-
-    fn stock_update(self) -> &'static str {
-        match self {
-            Close::Release => {
-                "UPDATE stock SET available = available + $2, reserved = reserved - $2, updated_at = now() WHERE product_id = $1"
-            }
-            Close::Commit => {
-                "UPDATE stock SET reserved = reserved - $2, updated_at = now() WHERE product_id = $1"
-            }
-        }
-    }
 }
 
 /// Ends an order's reservation one way, once: asking again answers the same,
 /// asking the other way after it ended is refused.
+///
+/// One statement locks the order's reservation and, if it is `reserved`,
+/// closes it and moves its units (on its own it commits by itself); only an
+/// order that reserved nothing needs a second, for its tombstone.
 async fn close(conn: &mut PgConnection, order_id: i64, how: Close) -> Result<Reservation> {
-    let mut tx = common::db::begin(&mut *conn).await?;
-    let Some(row) = fetch(&mut tx, order_id).await? else {
+    let row: Option<(i64, Option<i64>, i32, String, bool)> = sqlx::query_as(
+        "WITH held AS (
+             SELECT order_id, product_id, quantity, status FROM reservations WHERE order_id = $1 FOR UPDATE
+         ), closed AS (
+             UPDATE reservations SET status = $2, updated_at = now()
+             WHERE order_id = $1 AND status = 'reserved'
+             RETURNING product_id, quantity
+         ), moved AS (
+             UPDATE stock SET available = available + CASE WHEN $3 THEN closed.quantity ELSE 0 END,
+                              reserved = reserved - closed.quantity, updated_at = now()
+             FROM closed WHERE stock.product_id = closed.product_id
+         )
+         SELECT order_id, product_id, quantity, status, EXISTS (SELECT 1 FROM closed) FROM held",
+    )
+    .bind(order_id)
+    .bind(how.status())
+    .bind(matches!(how, Close::Release))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((order_id, product_id, quantity, status, closed)) = row else {
         return match how {
             Close::Commit => Err(Error::not_found(format!("reservation of order {order_id}"))),
             // Nothing reserved (yet): leave a tombstone so a late reservation is refused.
@@ -354,38 +357,33 @@ async fn close(conn: &mut PgConnection, order_id: i64, how: Close) -> Result<Res
                      RETURNING order_id, product_id, quantity, status",
                 )
                 .bind(order_id)
-                .fetch_one(&mut *tx)
+                .fetch_one(&mut *conn)
                 .await?;
-                tx.commit().await?;
                 Ok(tombstone.view(0))
             }
         };
     };
-    if row.status == how.status() {
-        return Ok(row.view(0));
+    let row = Row {
+        order_id,
+        product_id,
+        quantity,
+        status,
+    };
+    if !closed {
+        return if row.status == how.status() {
+            Ok(row.view(0))
+        } else {
+            Err(Refusal::OrderClosed { status: row.status }.into())
+        };
     }
-    if row.status != "reserved" {
-        return Err(Refusal::OrderClosed { status: row.status }.into());
-    }
-    sqlx::query(how.stock_update())
-        .bind(row.product_id)
-        .bind(row.quantity)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("UPDATE reservations SET status = $2, updated_at = now() WHERE order_id = $1")
-        .bind(order_id)
-        .bind(how.status())
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
     tracing::info!(
         order_id,
-        quantity = row.quantity,
+        quantity,
         outcome = how.status(),
         "reservation closed"
     );
     let released = match how {
-        Close::Release => row.quantity,
+        Close::Release => quantity,
         Close::Commit => 0,
     };
     Ok(Row {
