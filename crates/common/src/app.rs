@@ -688,27 +688,26 @@ mod tests {
     use super::*;
     use crate::services::USER;
 
-    fn settings(vars: &[(&str, &str)]) -> Settings {
-        Settings::from_vars(vars.iter().copied()).expect("valid settings")
-    }
-
     #[test]
     fn the_health_url_is_the_contract_port_on_loopback() {
         let port = USER.port(MODE);
         assert_eq!(
-            health_url(&USER, &settings(&[])),
+            health_url(&USER, &Settings::for_test(&[])),
             format!("http://127.0.0.1:{port}/health")
         );
         assert_eq!(
-            health_url(&USER, &settings(&[("BIND_HOST", "0.0.0.0")])),
+            health_url(&USER, &Settings::for_test(&[("BIND_HOST", "0.0.0.0")])),
             format!("http://127.0.0.1:{port}/health")
         );
         assert_eq!(
-            health_url(&USER, &settings(&[("BIND_HOST", "::"), ("PORT", "9")])),
+            health_url(
+                &USER,
+                &Settings::for_test(&[("BIND_HOST", "::"), ("PORT", "9")])
+            ),
             "http://[::1]:9/health"
         );
         assert_eq!(
-            health_url(&USER, &settings(&[("BIND_HOST", "10.1.2.3")])),
+            health_url(&USER, &Settings::for_test(&[("BIND_HOST", "10.1.2.3")])),
             format!("http://10.1.2.3:{port}/health")
         );
     }

@@ -165,6 +165,12 @@ impl Settings {
         Self::from_vars(std::env::vars())
     }
 
+    /// A test's settings: the defaults but for `vars`, which must be valid.
+    #[cfg(test)]
+    pub(crate) fn for_test(vars: &[(&str, &str)]) -> Self {
+        Self::from_vars(vars.iter().copied()).expect("valid settings")
+    }
+
     /// Reads settings from variable/value pairs (the same names as the environment).
     pub fn from_vars<I, K, V>(vars: I) -> Result<Self, ConfigError>
     where

@@ -204,22 +204,18 @@ pub async fn commit_with_event(
 mod tests {
     use crate::Settings;
 
-    fn with(vars: &[(&str, &str)]) -> Settings {
-        Settings::from_vars(vars.iter().copied()).expect("valid settings")
-    }
-
     #[test]
     fn a_database_bound_consumer_leaves_half_the_pool_to_requests() {
-        let defaults = with(&[]);
+        let defaults = Settings::for_test(&[]);
         assert_eq!(super::prefetch(&defaults), 10);
         assert_eq!(super::db_bound_prefetch(&defaults), 4, "8 connections");
-        let big_pool = with(&[("DB_MAX_CONNECTIONS", "40")]);
+        let big_pool = Settings::for_test(&[("DB_MAX_CONNECTIONS", "40")]);
         assert_eq!(
             super::db_bound_prefetch(&big_pool),
             10,
             "never above CONSUMER_PREFETCH"
         );
-        let one = with(&[("DB_MAX_CONNECTIONS", "1")]);
+        let one = Settings::for_test(&[("DB_MAX_CONNECTIONS", "1")]);
         assert_eq!(super::db_bound_prefetch(&one), 1, "never 0");
     }
 }
