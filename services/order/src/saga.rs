@@ -461,6 +461,11 @@ pub async fn create<'e>(
         .bind(step.as_str())
         .bind(outcome.as_str());
     if let Some((kind, payload)) = message {
+        if payload.get("order_id").is_none() {
+            return Err(
+                anyhow::anyhow!("{kind} carries no order_id to give the new order's id").into(),
+            );
+        }
         query = query
             .bind(Uuid::new_v4())
             .bind(kind)
