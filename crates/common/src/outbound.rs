@@ -84,8 +84,10 @@ pub struct Outbound {
 struct ClientSettings {
     connect_timeout: std::time::Duration,
     timeout: std::time::Duration,
-    idle_per_host: usize,
 }
+
+/// One thread's calls go one at a time: one idle connection per target is its pool.
+const IDLE_PER_HOST: usize = 1;
 
 /// A worker thread's runtime and its clients, by [`Outbound::id`].
 struct Local {
@@ -107,8 +109,6 @@ impl Outbound {
             settings: ClientSettings {
                 connect_timeout: settings.outbound_connect_timeout,
                 timeout: settings.outbound_timeout,
-                // One thread's calls go one at a time: one idle connection per target is its pool.
-                idle_per_host: 1,
             },
         };
         outbound.client()?; // a bad setting fails at start, not at the first call
@@ -119,7 +119,7 @@ impl Outbound {
         reqwest::Client::builder()
             .connect_timeout(self.settings.connect_timeout)
             .timeout(self.settings.timeout)
-            .pool_max_idle_per_host(self.settings.idle_per_host)
+            .pool_max_idle_per_host(IDLE_PER_HOST)
             .user_agent(format!("lab-{}-{MODE}", self.service))
             .build()
     }

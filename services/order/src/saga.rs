@@ -394,8 +394,6 @@ pub fn next(order: &Order, event: Event) -> Option<Transition> {
     Some(t)
 }
 
-/// Records a transition: its steps and the order's new fields, in one
-/// statement (atomic without a transaction of its own).
 /// The step a new order starts with ([`Event::Created`]'s).
 const CREATED: (StepName, StepOutcome) = (StepName::OrderCreated, StepOutcome::Ok);
 
@@ -473,6 +471,7 @@ pub async fn create<'e>(
             .bind(common::correlation::current().unwrap_or_default());
     }
     let row = query.fetch_one(db).await?;
+    tracing::info!(order_id = row.order.id, "order created");
     Ok((row.order, row.step))
 }
 
@@ -484,6 +483,8 @@ struct CreatedRow {
     step: Step,
 }
 
+/// Records a transition: its steps and the order's new fields, in one
+/// statement (atomic without a transaction of its own).
 pub async fn apply<'e>(db: impl PgExecutor<'e>, order: &Order, t: &Transition) -> Result<Order> {
     let names: Vec<&str> = t.steps.iter().map(|s| s.name.as_str()).collect();
     let outcomes: Vec<&str> = t.steps.iter().map(|s| s.outcome.as_str()).collect();

@@ -23,7 +23,6 @@ pub enum Started {
 #[cfg(not(feature = "async"))]
 pub async fn start_saga(ctx: &Ctx, draft: Order) -> Result<Started> {
     let (order, _) = saga::create(&ctx.db, &draft, None).await?;
-    tracing::info!(order_id = order.id, "order created");
     let first = saga::first_command(&order)?;
     let (order, cause) = crate::orchestration::run(ctx, order, first).await?;
     Ok(Started::Done(order, cause))
@@ -36,7 +35,6 @@ pub async fn start_saga(ctx: &Ctx, draft: Order) -> Result<Started> {
 pub async fn start_saga(ctx: &Ctx, draft: Order) -> Result<Started> {
     let first = crate::choreography::message(&saga::first_command(&draft)?)?;
     let (order, step) = saga::create(&ctx.db, &draft, Some(first)).await?;
-    tracing::info!(order_id = order.id, "order created");
     ctx.bus.wake_relay();
     Ok(Started::Accepted(saga::body(&order, &[step])))
 }
