@@ -381,3 +381,47 @@ async fn the_phases_of_a_registration_show_where_its_time_went() {
         }
     }
 }
+
+/// Sync: a declined order's saga writes each step with one statement that
+/// commits by itself, in the order service and in inventory: the phases
+/// show its statements and calls, and no BEGIN or COMMIT round trip.
+#[cfg(not(feature = "async"))]
+#[tokio::test]
+async fn a_sync_saga_sends_no_begin_or_commit_of_its_own() {
+    let stack = Stack::start().await;
+    let (status, answer) = stack
+        .post(
+            "order",
+            "/create_order",
+            json!({"product_id": 1, "quantity": 1}),
+        )
+        .await;
+    assert_eq!(status, 400, "declined by design: {answer}");
+    let works = [
+        ("order", "POST /create_order"),
+        ("inventory", "POST /reservations"),
+        ("inventory", "POST /reservations/{order_id}/release"),
+    ];
+    let counted = lab_tests::eventually(std::time::Duration::from_secs(10), || async {
+        for (service, work) in works {
+            let text = metrics(&stack, service).await;
+            if !phase_counted(&text, service, "request", work, "db_statement", "with")
+                && !phase_counted(&text, service, "request", work, "db_statement", "select")
+            {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    assert!(counted.is_some(), "every work's statement is counted");
+    for (service, work) in works {
+        let text = metrics(&stack, service).await;
+        for phase in ["db_begin", "db_commit"] {
+            assert!(
+                !phase_counted(&text, service, "request", work, phase, ""),
+                "{service} {work}: {phase} in {text}"
+            );
+        }
+    }
+}
