@@ -9,7 +9,9 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::{PgConnection, PgPool};
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{PgConnection, PgPool, Postgres};
 use uuid::Uuid;
 
 use crate::{Ctx, Result, correlation};
@@ -39,15 +41,21 @@ impl Incoming {
     /// Records, inside the transaction of the effect, that this message was
     /// handled. False when it already was: the caller must then do nothing.
     pub async fn claim(&self, conn: &mut PgConnection) -> Result<bool> {
-        let claimed = sqlx::query(
-            "INSERT INTO inbox (message_id, queue) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        )
-        .bind(self.id)
-        .bind(self.queue)
-        .execute(conn)
-        .await?
-        .rows_affected();
-        Ok(claimed == 1)
+        let sql = claiming("SELECT EXISTS (SELECT 1 FROM claim)");
+        let (claimed,): (bool,) = self
+            .bind_claim(sqlx::query_as(&sql))
+            .fetch_one(conn)
+            .await?;
+        Ok(claimed)
+    }
+
+    /// Binds this message's id and queue as `$1` and `$2` of a statement
+    /// built by [`claiming`].
+    pub fn bind_claim<'q, O>(
+        &'q self,
+        query: QueryAs<'q, Postgres, O, PgArguments>,
+    ) -> QueryAs<'q, Postgres, O, PgArguments> {
+        query.bind(self.id).bind(self.queue)
     }
 
     /// Whether this message's effect is already committed: lets a consumer
@@ -70,6 +78,20 @@ pub fn seconds_since(at: DateTime<Utc>) -> f64 {
     (Utc::now() - at).as_seconds_f64().max(0.0)
 }
 
+/// A statement that begins with a message's inbox claim, so that the claim
+/// costs no round trip of its own: `WITH claim AS (…)`, with the message's
+/// id and queue as `$1` and `$2` ([`Incoming::bind_claim`]), then `rest`,
+/// whose own parameters start at `$3`. `EXISTS (SELECT 1 FROM claim)` in
+/// `rest` is whether this message is new; when it is not, nothing `rest`
+/// does may count (the caller rolls back).
+pub fn claiming(rest: &str) -> String {
+    format!(
+        "WITH claim AS (
+             INSERT INTO inbox (message_id, queue) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING 1
+         ) {rest}"
+    )
+}
+
 /// Writes an event to the outbox inside `conn`'s transaction; the relay
 /// publishes it once that transaction has committed. `accepted_at` is when
 /// the operation the event belongs to was accepted.
@@ -79,19 +101,38 @@ pub async fn enqueue(
     payload: &impl Serialize,
     accepted_at: DateTime<Utc>,
 ) -> Result<Uuid> {
-    let id = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(id)
-    .bind(kind)
-    .bind(sqlx::types::Json(payload))
-    .bind(correlation::current().unwrap_or_default())
-    .bind(accepted_at)
-    .execute(conn)
-    .await?;
+    let sql = format!("{} RETURNING message_id", outbox_insert(1));
+    let (id,): (Uuid,) = bind_outgoing(sqlx::query_as(&sql), kind, payload, accepted_at)
+        .fetch_one(conn)
+        .await?;
     Ok(id)
+}
+
+/// The outbox INSERT of one event, with its values as parameters from
+/// `$first` on: a statement of its own ([`enqueue`]) or a part of a larger
+/// one, to bind with [`bind_outgoing`].
+pub fn outbox_insert(first: usize) -> String {
+    let [id, kind, payload, correlation, accepted] = std::array::from_fn(|i| first + i);
+    format!(
+        "INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)
+         VALUES (${id}, ${kind}, ${payload}, ${correlation}, ${accepted})"
+    )
+}
+
+/// Binds the next five parameters to the values of an [`outbox_insert`]:
+/// a new message id, the event and the request's correlation id.
+pub fn bind_outgoing<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    kind: &'q str,
+    payload: &'q impl Serialize,
+    accepted_at: DateTime<Utc>,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    query
+        .bind(Uuid::new_v4())
+        .bind(kind)
+        .bind(sqlx::types::Json(payload))
+        .bind(correlation::current().unwrap_or_default())
+        .bind(accepted_at)
 }
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

@@ -11,33 +11,31 @@
 //!                               └─stock.release→ inventory ─stock.released→  order (failed)
 //! ```
 
-use common::events::{Incoming, completed, enqueue};
+use common::events::{Incoming, completed};
 use common::messages::{PaymentResult, Reservation, StockRefused};
 use common::{Ctx, Result};
-use sqlx::PgConnection;
 
-use crate::saga::{self, Command, Event, Order, Status};
+use crate::saga::{self, Command, Event, Status};
 
 pub async fn advance(ctx: Ctx, msg: Incoming) -> Result<()> {
-    let mut tx = ctx.begin().await?;
-    if !msg.claim(&mut tx).await? {
-        return Ok(());
-    }
+    // A verdict on a client's own payment changes no order: nothing to claim.
     let Some((order_id, event)) = event(&msg)? else {
-        tx.commit().await?;
         return Ok(());
     };
-    let order = saga::lock(&mut tx, order_id).await?;
+    // Four round trips: BEGIN, the claim with the lock, the transition with
+    // its command, COMMIT.
+    let mut tx = ctx.begin().await?;
+    let Some(order) = saga::claim_and_lock(&mut tx, &msg, order_id).await? else {
+        return Ok(());
+    };
     let Some(t) = saga::next(&order, event) else {
         tracing::warn!(order_id, kind = %msg.kind, status = order.status.as_str(),
             "an event for an order that is not waiting for it: ignored");
         tx.commit().await?;
         return Ok(());
     };
-    let order = saga::apply(&mut *tx, &order, &t).await?;
-    if let Some(command) = &t.command {
-        send(&mut tx, command, &order).await?;
-    }
+    let command = t.command.as_ref().map(message).transpose()?;
+    let order = saga::apply(&mut *tx, &order, &t, command).await?;
     tx.commit().await?;
     ctx.bus.wake_relay();
     if order.status != Status::Pending {
@@ -55,13 +53,6 @@ pub fn message(command: &Command) -> Result<(&'static str, serde_json::Value)> {
         Command::Release(o) => ("stock.release", serde_json::to_value(o)),
     };
     Ok((kind, payload.map_err(anyhow::Error::from)?))
-}
-
-/// A command, enqueued in the transaction of the step that asks for it.
-async fn send(tx: &mut PgConnection, command: &Command, order: &Order) -> Result<()> {
-    let (kind, payload) = message(command)?;
-    enqueue(tx, kind, &payload, order.created_at).await?;
-    Ok(())
 }
 
 /// The saga event a message carries, with its order; `None` for a payment

@@ -33,7 +33,7 @@ async fn drive(ctx: &Ctx, mut order: Order, first: Command) -> Result<(Order, Op
         if t.reason.is_some() && cause.is_none() {
             cause = t.steps[0].detail.clone();
         }
-        order = saga::apply(&ctx.db, &order, &t).await?;
+        order = saga::apply(&ctx.db, &order, &t, None).await?;
         command = t.command;
     }
     Ok((order, cause))

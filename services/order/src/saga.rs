@@ -15,6 +15,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use common::events::Incoming;
 use common::messages::{OrderRef, PaymentRequest, RefusalKind, Reserve};
 use common::{Ctx, Error, Result};
 use serde::Serialize;
@@ -484,31 +485,46 @@ struct CreatedRow {
 }
 
 /// Records a transition: its steps and the order's new fields, in one
-/// statement (atomic without a transaction of its own).
-pub async fn apply<'e>(db: impl PgExecutor<'e>, order: &Order, t: &Transition) -> Result<Order> {
+/// statement (atomic without a transaction of its own). In async mode the
+/// same statement writes `message`, the transition's command as an event,
+/// to the outbox.
+pub async fn apply<'e>(
+    db: impl PgExecutor<'e>,
+    order: &Order,
+    t: &Transition,
+    message: Option<(&str, Value)>,
+) -> Result<Order> {
     let names: Vec<&str> = t.steps.iter().map(|s| s.name.as_str()).collect();
     let outcomes: Vec<&str> = t.steps.iter().map(|s| s.outcome.as_str()).collect();
     let details: Vec<Option<&str>> = t.steps.iter().map(|s| s.detail.as_deref()).collect();
-    Ok(sqlx::query_as(&format!(
+    // Only async mode's schema has an outbox.
+    let send = match message {
+        Some(_) => format!(", sent AS ({})", common::events::outbox_insert(9)),
+        None => String::new(),
+    };
+    let sql = format!(
         "WITH steps AS (
              INSERT INTO saga_steps (order_id, step, outcome, detail)
              SELECT $1, s.step, s.outcome, s.detail
              FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS s(step, outcome, detail, n)
              ORDER BY s.n
-         )
+         ){send}
          UPDATE orders SET status = $5, failure_reason = $6, payment_id = $7, followup = $8, updated_at = now()
          WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(order.id)
-    .bind(names)
-    .bind(outcomes)
-    .bind(details)
-    .bind(t.status.as_str())
-    .bind(t.reason.map(Reason::as_str))
-    .bind(t.payment_id)
-    .bind(t.followup.map(Followup::as_str))
-    .fetch_one(db)
-    .await?)
+    );
+    let mut query = sqlx::query_as(&sql)
+        .bind(order.id)
+        .bind(names)
+        .bind(outcomes)
+        .bind(details)
+        .bind(t.status.as_str())
+        .bind(t.reason.map(Reason::as_str))
+        .bind(t.payment_id)
+        .bind(t.followup.map(Followup::as_str));
+    if let Some((kind, payload)) = &message {
+        query = common::events::bind_outgoing(query, kind, payload, order.created_at);
+    }
+    Ok(query.fetch_one(db).await?)
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
@@ -549,14 +565,30 @@ pub async fn find(ctx: &Ctx, id: i64) -> Result<Order> {
         .ok_or_else(|| Error::not_found(format!("order {id}")))
 }
 
-/// The order, locked until the transaction ends (a consumer's step).
-pub async fn lock(conn: &mut PgConnection, id: i64) -> Result<Order> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM orders WHERE id = $1 FOR UPDATE"
-    ))
-    .bind(id)
-    .fetch_one(conn)
-    .await?)
+/// Claims `msg` for a consumer's step and locks the order it is about, in
+/// one statement: the order as it is now, locked until the transaction
+/// ends, or `None` when the message was handled before.
+pub async fn claim_and_lock(
+    conn: &mut PgConnection,
+    msg: &Incoming,
+    id: i64,
+) -> Result<Option<Order>> {
+    let sql = common::events::claiming(&format!(
+        "SELECT EXISTS (SELECT 1 FROM claim) AS claimed, {COLUMNS} FROM orders WHERE id = $3 FOR UPDATE OF orders"
+    ));
+    let locked: Locked = msg
+        .bind_claim(sqlx::query_as(&sql))
+        .bind(id)
+        .fetch_one(conn)
+        .await?;
+    Ok(locked.claimed.then_some(locked.order))
+}
+
+#[derive(sqlx::FromRow)]
+struct Locked {
+    claimed: bool,
+    #[sqlx(flatten)]
+    order: Order,
 }
 
 /// Records one step outside the state machine (the background follow-ups).

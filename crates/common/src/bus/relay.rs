@@ -22,9 +22,12 @@ pub(super) async fn run(ctx: Ctx) {
             _ = link.changed() => {}
             _ = poll.tick() => report_pending(&ctx).await,
         }
+        // A batch short of full took all there was: a row committed since
+        // comes with its own wake-up (`Notify` keeps it while none waits),
+        // so no empty pass is spent looking.
         loop {
             match publish_pending(&ctx).await {
-                Ok(0) => break,
+                Ok(n) if n < BATCH as usize => break,
                 Ok(_) => {}
                 Err(e) => {
                     tracing::debug!(service = ctx.name(), error = %e, "outbox relay paused");

@@ -12,7 +12,7 @@ use lab_tests::{Stack, eventually};
 use loadgen::scenario::Scenario;
 use serde_json::{Value, json};
 
-use lab_tests::helpers::{place_concurrently, stock};
+use lab_tests::helpers::{payments, place_concurrently, steps, stock};
 
 async fn emails_per_user(stack: &Stack) -> Vec<(Option<i64>, i64)> {
     let mut db = stack.db().await;
@@ -381,6 +381,71 @@ async fn the_same_message_delivered_twice_has_one_effect() {
     let (_, again) = stack.get("email", "/emails?to=twice@example.com").await;
     assert_eq!(sent["count"], 1);
     assert_eq!(again["count"], 1, "one email for one message id");
+}
+
+/// The order saga claims a message and locks its order in one statement,
+/// and writes a step's command in the statement that records the step: a
+/// message that comes again, with its id or a new one, moves no order and
+/// sends no command; each step sent its command once.
+#[tokio::test]
+async fn a_saga_event_that_comes_again_moves_no_order() {
+    let stack = Stack::start().await;
+    let tap = stack.broker.tap(&["stock.reserved"]).await;
+    let (_, answer) = stack
+        .post(
+            "order",
+            "/create_order",
+            json!({"product_id": 1, "quantity": 2}),
+        )
+        .await;
+    let order = stack.finished(Scenario::Order, &answer).await;
+    let id = order["id"].as_i64().unwrap();
+    let reserved = tap.next().await.expect("inventory's stock.reserved");
+    let body = serde_json::to_vec(&json!({
+        "order_id": id, "product_id": 1, "quantity": 2, "status": "reserved"
+    }))
+    .unwrap();
+    let again = uuid::Uuid::new_v4();
+
+    stack
+        .broker
+        .publish("stock.reserved", &reserved.message_id, &body)
+        .await;
+    stack
+        .broker
+        .publish("stock.reserved", &again.to_string(), &body)
+        .await;
+
+    let mut db = stack.db().await;
+    let claims = |message_id: uuid::Uuid| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM order_service.inbox WHERE message_id = $1",
+        )
+        .bind(message_id)
+    };
+    let handled = eventually(Duration::from_secs(10), || async {
+        let mut db = stack.db().await;
+        (claims(again).fetch_one(&mut db).await.unwrap() == 1).then_some(())
+    })
+    .await;
+    assert!(handled.is_some(), "the order consumer took the new copy");
+    let first: uuid::Uuid = reserved.message_id.parse().unwrap();
+    assert_eq!(claims(first).fetch_one(&mut db).await.unwrap(), 1);
+    let (_, now) = stack.get("order", &format!("/orders/{id}")).await;
+    assert_eq!(now["status"], order["status"]);
+    assert_eq!(steps(&now), steps(&order), "no step taken again");
+    let sent: Vec<String> = sqlx::query_scalar(
+        "SELECT kind FROM order_service.outbox WHERE (payload->>'order_id')::bigint = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(
+        sent,
+        ["stock.reserve", "payment.requested", "stock.release"]
+    );
+    assert_eq!(payments(&stack).await, 1);
 }
 
 #[tokio::test]
