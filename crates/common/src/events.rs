@@ -119,6 +119,43 @@ pub fn outbox_insert(first: usize) -> String {
     )
 }
 
+/// The outbox INSERT of an event about the row that the same statement's
+/// CTE `new` inserted, so that the row and its event are one statement (one
+/// round trip, atomic without a transaction): the payload's `id_field` is
+/// set to `new.id`, and the event was accepted at `new.created_at`. The
+/// message id, kind, payload and correlation id are parameters from
+/// `$first` on, to bind with [`bind_about_new`].
+pub fn outbox_insert_about_new(first: usize, id_field: &str) -> String {
+    let [id, kind, payload, correlation] = std::array::from_fn(|i| first + i);
+    format!(
+        "INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)
+         SELECT ${id}, ${kind}, jsonb_set(${payload}, '{{{id_field}}}', to_jsonb(new.id)),
+                ${correlation}, new.created_at FROM new"
+    )
+}
+
+/// Binds the next four parameters to the values of an
+/// [`outbox_insert_about_new`]. An error if `payload` has no `id_field`:
+/// `jsonb_set` would add one, and the event would carry a field its
+/// type does not have.
+pub fn bind_about_new<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    kind: &'q str,
+    payload: serde_json::Value,
+    id_field: &str,
+) -> Result<QueryAs<'q, Postgres, O, PgArguments>> {
+    if payload.get(id_field).is_none() {
+        return Err(
+            anyhow::anyhow!("{kind} carries no {id_field} to give the new row's id").into(),
+        );
+    }
+    Ok(query
+        .bind(Uuid::new_v4())
+        .bind(kind)
+        .bind(sqlx::types::Json(payload))
+        .bind(correlation::current().unwrap_or_default()))
+}
+
 /// Binds the next five parameters to the values of an [`outbox_insert`]:
 /// a new message id, the event and the request's correlation id.
 pub fn bind_outgoing<'q, O>(
@@ -179,7 +216,9 @@ pub fn completed(ctx: &Ctx, scenario: &'static str, accepted_at: DateTime<Utc>) 
 pub type InTx<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
 
 /// Runs `effect` for `msg` exactly once: the inbox claim, the effect (and any
-/// events it enqueues) commit together. `None` when the message was already
+/// events it enqueues) commit together. The caller wakes the relay if the
+/// effect enqueued an event (a pass that finds nothing costs three round
+/// trips). `None` when the message was already
 /// handled. `delay` is the simulated external work that precedes the effect;
 /// it runs before the transaction opens, so no connection waits on it.
 pub async fn once<T>(
@@ -200,8 +239,6 @@ pub async fn once<T>(
     }
     let value = effect(&mut tx).await?;
     tx.commit().await?;
-    #[cfg(feature = "async")]
-    ctx.bus.wake_relay();
     Ok(Some(value))
 }
 

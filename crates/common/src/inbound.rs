@@ -69,6 +69,10 @@ impl<I: Send, O: Serialize + Send + Sync> Interaction<I, O> {
             })
         })
         .await?;
+        #[cfg(feature = "async")]
+        if out.is_some() && reply.is_some() {
+            ctx.bus.wake_relay();
+        }
         if let (Some(_), Some(scenario)) = (&out, self.completes) {
             completed(ctx, scenario, at);
         }

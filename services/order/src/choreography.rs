@@ -35,9 +35,13 @@ pub async fn advance(ctx: Ctx, msg: Incoming) -> Result<()> {
         return Ok(());
     };
     let command = t.command.as_ref().map(message).transpose()?;
+    let sends = command.is_some();
     let order = saga::apply(&mut *tx, &order, &t, command).await?;
     tx.commit().await?;
-    ctx.bus.wake_relay();
+    // A final step sends nothing: no relay pass to find nothing.
+    if sends {
+        ctx.bus.wake_relay();
+    }
     if order.status != Status::Pending {
         completed(&ctx, "order", order.created_at);
     }

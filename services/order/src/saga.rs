@@ -434,13 +434,12 @@ pub async fn create<'e>(
 ) -> Result<(Order, Step)> {
     let (step, outcome) = CREATED;
     // Only async mode's schema has an outbox.
-    let send = if message.is_some() {
-        ", sent AS (
-             INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)
-             SELECT $7, $8, jsonb_set($9, '{order_id}', to_jsonb(new.id)), $10, new.created_at FROM new
-         )"
-    } else {
-        ""
+    let send = match message {
+        Some(_) => format!(
+            ", sent AS ({})",
+            common::events::outbox_insert_about_new(7, "order_id")
+        ),
+        None => String::new(),
     };
     let query = format!(
         "WITH new AS (
@@ -460,16 +459,7 @@ pub async fn create<'e>(
         .bind(step.as_str())
         .bind(outcome.as_str());
     if let Some((kind, payload)) = message {
-        if payload.get("order_id").is_none() {
-            return Err(
-                anyhow::anyhow!("{kind} carries no order_id to give the new order's id").into(),
-            );
-        }
-        query = query
-            .bind(Uuid::new_v4())
-            .bind(kind)
-            .bind(sqlx::types::Json(payload))
-            .bind(common::correlation::current().unwrap_or_default());
+        query = common::events::bind_about_new(query, kind, payload, "order_id")?;
     }
     let row = query.fetch_one(db).await?;
     tracing::info!(order_id = row.order.id, "order created");

@@ -29,6 +29,9 @@ pub static SERVICE: ServiceDef = ServiceDef {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
+/// A [`User`]'s columns, as every statement reads them.
+const COLUMNS: &str = "id, email, created_at, email_status, email_sent_at, email_error";
+
 /// The service's routes, each registered with its documentation.
 fn api() -> OpenApiRouter<Ctx> {
     OpenApiRouter::default()
@@ -105,32 +108,46 @@ pub enum EmailOutcome {
 ))]
 async fn register(State(ctx): State<Ctx>, JsonBody(req): JsonBody<Register>) -> Result<Response> {
     req.validate()?;
-    let email = req.email.trim();
-    let mut write = ctx.write().await?;
-    let user: User = sqlx::query_as(
-        "INSERT INTO users (email) VALUES ($1)
-         RETURNING id, email, created_at, email_status, email_sent_at, email_error",
-    )
-    .bind(email)
-    .fetch_one(&mut *write)
-    .await
-    .map_err(|e| {
+    match seam::register(&ctx, req.email.trim()).await? {
+        (user, Delivery::Done(outcome)) => {
+            let user =
+                record_email_outcome(&mut *ctx.db.acquire().await?, user.id, &outcome).await?;
+            Ok((StatusCode::CREATED, axum::Json(user)).into_response())
+        }
+        (user, Delivery::Accepted) => {
+            Ok((StatusCode::ACCEPTED, axum::Json(with_status_url(user))).into_response())
+        }
+    }
+}
+
+/// Stores a new user in one statement that commits by itself; in async
+/// mode the same statement writes `event` (the welcome email to send, its
+/// `user_id` set to the new id) to the outbox.
+async fn insert(ctx: &Ctx, email: &str, event: Option<(&str, serde_json::Value)>) -> Result<User> {
+    // Only async mode's schema has an outbox.
+    let send = match event {
+        Some(_) => format!(
+            ", sent AS ({})",
+            common::events::outbox_insert_about_new(2, "user_id")
+        ),
+        None => String::new(),
+    };
+    let sql = format!(
+        "WITH new AS (INSERT INTO users (email) VALUES ($1) RETURNING {COLUMNS}){send}
+         SELECT * FROM new"
+    );
+    let mut query = sqlx::query_as(&sql).bind(email);
+    if let Some((kind, payload)) = event {
+        query = common::events::bind_about_new(query, kind, payload, "user_id")?;
+    }
+    let user: User = query.fetch_one(&ctx.db).await.map_err(|e| {
         conflict_on_unique(
             e,
             format!("a user with email {email} is already registered"),
         )
     })?;
     tracing::info!(user_id = user.id, "user registered");
-    match seam::welcome_email(&ctx, write, &user).await? {
-        Delivery::Done(outcome) => {
-            let user =
-                record_email_outcome(&mut *ctx.db.acquire().await?, user.id, &outcome).await?;
-            Ok((StatusCode::CREATED, axum::Json(user)).into_response())
-        }
-        Delivery::Accepted => {
-            Ok((StatusCode::ACCEPTED, axum::Json(with_status_url(user))).into_response())
-        }
-    }
+    Ok(user)
 }
 
 fn with_status_url(user: User) -> serde_json::Value {
@@ -149,10 +166,10 @@ pub async fn record_email_outcome(
         EmailOutcome::Sent { at } => ("sent", Some(*at), None),
         EmailOutcome::Failed { reason } => ("failed", None, Some(reason.as_str())),
     };
-    let user = sqlx::query_as(
+    let user = sqlx::query_as(&format!(
         "UPDATE users SET email_status = $2, email_sent_at = $3, email_error = $4 WHERE id = $1
-         RETURNING id, email, created_at, email_status, email_sent_at, email_error",
-    )
+         RETURNING {COLUMNS}"
+    ))
     .bind(user_id)
     .bind(status)
     .bind(sent_at)
@@ -174,7 +191,7 @@ async fn get_user(
     State(ctx): State<Ctx>,
     PathParam(id): PathParam<i64>,
 ) -> Result<axum::Json<User>> {
-    sqlx::query_as("SELECT id, email, created_at, email_status, email_sent_at, email_error FROM users WHERE id = $1")
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
         .bind(id)
         .fetch_optional(&ctx.db)
         .await?

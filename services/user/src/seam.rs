@@ -9,53 +9,42 @@ use crate::{EmailOutcome, User};
 
 pub const WELCOME_SUBJECT: &str = "Welcome to the lab";
 
-fn welcome(user: &User) -> SendEmail {
+fn welcome(email: &str, user_id: i64) -> SendEmail {
     SendEmail {
-        to: user.email.clone(),
+        to: email.to_owned(),
         subject: WELCOME_SUBJECT.to_owned(),
-        user_id: Some(user.id),
+        user_id: Some(user_id),
     }
 }
 
-/// Sync: the user's INSERT has committed by itself; give its connection
-/// back first (no database connection is held across the call, the mistake that capped the original at 28.6 req/s), then block a
-/// worker thread on the email service until it answers or times out.
+/// Sync: the user's INSERT commits by itself and its connection goes back
+/// (no database connection is held across the call, the mistake that capped
+/// the original at 28.6 req/s); then a worker thread blocks on the email
+/// service until it answers or times out.
 #[cfg(not(feature = "async"))]
-pub async fn welcome_email(
-    ctx: &Ctx,
-    write: common::db::Write,
-    user: &User,
-) -> Result<Delivery<EmailOutcome>> {
-    // The write committed by itself: only the connection goes back.
-    drop(write);
+pub async fn register(ctx: &Ctx, email: &str) -> Result<(User, Delivery<EmailOutcome>)> {
+    let user = crate::insert(ctx, email, None).await?;
     let answer = ctx
-        .call::<_, EmailSent>("email", "/send", welcome(user))
+        .call::<_, EmailSent>("email", "/send", welcome(&user.email, user.id))
         .await?;
-    Ok(Delivery::Done(match answer {
+    let outcome = match answer {
         Ok(sent) => EmailOutcome::Sent { at: sent.sent_at },
         Err(e) => EmailOutcome::Failed {
             reason: e.to_string(),
         },
-    }))
+    };
+    Ok((user, Delivery::Done(outcome)))
 }
 
-/// Async: the email request goes to the outbox in the user's own
-/// transaction; the answer (202) does not wait for it.
+/// Async: the user and the email request (`user.registered`, to the outbox)
+/// are one statement; the answer (202) does not wait for the email.
 #[cfg(feature = "async")]
-pub async fn welcome_email(
-    ctx: &Ctx,
-    write: common::db::Write,
-    user: &User,
-) -> Result<Delivery<EmailOutcome>> {
-    common::events::commit_with_event(
-        ctx,
-        write,
-        "user.registered",
-        &welcome(user),
-        user.created_at,
-    )
-    .await?;
-    Ok(Delivery::Accepted)
+pub async fn register(ctx: &Ctx, email: &str) -> Result<(User, Delivery<EmailOutcome>)> {
+    // The id is the new user's, set by the statement.
+    let event = serde_json::to_value(welcome(email, 0)).map_err(anyhow::Error::from)?;
+    let user = crate::insert(ctx, email, Some(("user.registered", event))).await?;
+    ctx.bus.wake_relay();
+    Ok((user, Delivery::Accepted))
 }
 
 #[cfg(not(feature = "async"))]
