@@ -185,18 +185,25 @@ async fn reserve_handler(
 /// product take turns and `available` is the latest), claims the order's
 /// reservation if there is enough, and takes the units if it claimed it. On
 /// its own it commits by itself; in a consumer's transaction it is part of it.
+///
+/// The new stock is computed from the locked row (`product`), not from the
+/// row the UPDATE finds: when the lock had to wait for a release, PostgreSQL
+/// 15 computed `available - $3` from the row as it was before the release
+/// and the CHECK refused a negative stock (reproduced by the test
+/// `inventory::a_reservation_waiting_for_a_release_is_held_from_the_stock_it_left`).
 pub async fn reserve(conn: &mut PgConnection, req: &Reserve) -> Result<Reserved> {
     let (available, claimed): (Option<i32>, bool) = sqlx::query_as(
         "WITH product AS (
-             SELECT available FROM stock WHERE product_id = $2 FOR UPDATE
+             SELECT available, reserved FROM stock WHERE product_id = $2 FOR UPDATE
          ), claimed AS (
              INSERT INTO reservations (order_id, product_id, quantity, status)
              SELECT $1, $2, $3, 'reserved' FROM product WHERE available >= $3
              ON CONFLICT (order_id) DO NOTHING
              RETURNING order_id
          ), taken AS (
-             UPDATE stock SET available = available - $3, reserved = reserved + $3, updated_at = now()
-             WHERE product_id = $2 AND EXISTS (SELECT 1 FROM claimed)
+             UPDATE stock SET available = product.available - $3,
+                              reserved = product.reserved + $3, updated_at = now()
+             FROM product WHERE stock.product_id = $2 AND EXISTS (SELECT 1 FROM claimed)
          )
          SELECT (SELECT available FROM product), EXISTS (SELECT 1 FROM claimed)",
     )
