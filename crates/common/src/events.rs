@@ -262,8 +262,10 @@ pub async fn claim_all<'m>(
     Ok(batch.iter().filter(|m| fresh.remove(&m.id)).collect())
 }
 
-/// The async seams' one move: `event` joins the state change in `tx`, both
-/// commit, and the relay is told. After this the work is durably handed over.
+/// An async seam's move when its state change is a transaction (`tx`):
+/// `event` joins it, both commit, and the relay is told. After this the work
+/// is durably handed over. (A new row and its event can be one statement
+/// instead: [`outbox_insert_about_new`].)
 #[cfg(feature = "async")]
 pub async fn commit_with_event(
     ctx: &Ctx,

@@ -188,8 +188,8 @@ async fn reserve_handler(
 ///
 /// The new stock is computed from the locked row (`product`), not from the
 /// row the UPDATE finds: when the lock had to wait for a release, PostgreSQL
-/// 15 computed `available - $3` from the row as it was before the release
-/// and the CHECK refused a negative stock (reproduced by the test
+/// (15, here) computed `available - $3` from the row as it was before the
+/// release and the CHECK refused a negative stock (reproduced by the test
 /// `inventory::a_reservation_waiting_for_a_release_is_held_from_the_stock_it_left`).
 pub async fn reserve(conn: &mut PgConnection, req: &Reserve) -> Result<Reserved> {
     let (available, claimed): (Option<i32>, bool) = sqlx::query_as(

@@ -22,9 +22,11 @@ pub(super) async fn run(ctx: Ctx) {
             _ = link.changed() => {}
             _ = poll.tick() => report_pending(&ctx).await,
         }
-        // A batch short of full took all there was: a row committed since
-        // comes with its own wake-up (`Notify` keeps it while none waits),
-        // so no empty pass is spent looking.
+        // A batch short of full took all there was to take: a row committed
+        // since comes with its own wake-up (`Notify` keeps it while none
+        // waits), so no empty pass is spent looking. (With replicas, rows
+        // another relay holds are skipped; if its pass fails, they wait for
+        // the next wake-up or poll here, as they did before.)
         loop {
             match publish_pending(&ctx).await {
                 Ok(n) if n < BATCH as usize => break,

@@ -120,31 +120,13 @@ async fn a_release_before_the_reservation_refuses_the_late_reservation() {
 #[tokio::test]
 async fn a_reservation_waiting_for_a_release_is_held_from_the_stock_it_left() {
     let stack = Stack::start().await;
-    stack
-        .put("inventory", "/stock/2", json!({"available": 3}))
-        .await;
-    let (status, _) = stack
-        .post(
-            "inventory",
-            "/reservations",
-            json!({"order_id": 1, "product_id": 2, "quantity": 3}),
-        )
-        .await;
-    assert_eq!(status, 201);
-    assert_eq!(stock(&stack).await, (0, 3));
-    let inventory = |mut conn: sqlx::PgConnection| async move {
-        sqlx::query("SET search_path TO inventory_service")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn
-    };
+    order_1_holds_all_3_units(&stack).await;
 
-    let mut releasing = inventory(stack.db().await).await;
+    let mut releasing = inventory_db(&stack).await;
     sqlx::query("BEGIN").execute(&mut releasing).await.unwrap();
     let released = inventory::release(&mut releasing, 1).await.unwrap();
     assert_eq!(released.released_quantity, 3);
-    let mut reserving = inventory(stack.db().await).await;
+    let mut reserving = inventory_db(&stack).await;
     let waiting = tokio::spawn(async move {
         let req = common::messages::Reserve {
             order_id: 2,
@@ -162,4 +144,66 @@ async fn a_reservation_waiting_for_a_release_is_held_from_the_stock_it_left() {
     let held = waiting.await.unwrap().expect("no error");
     assert_eq!(held.ok().as_deref(), Some("reserved"));
     assert_eq!(stock(&stack).await, (0, 3), "3 released, 3 held again");
+}
+
+/// The same race for the other statement that locks a row and then changes
+/// it: a release that waits for the commit of the same order finds it
+/// committed (the refusal a release after the commit gets) and moves no
+/// stock.
+#[tokio::test]
+async fn a_release_waiting_for_a_commit_of_its_order_moves_nothing() {
+    let stack = Stack::start().await;
+    order_1_holds_all_3_units(&stack).await;
+
+    let mut committing = inventory_db(&stack).await;
+    sqlx::query("BEGIN").execute(&mut committing).await.unwrap();
+    inventory::commit(&mut committing, 1).await.unwrap();
+    let mut releasing = inventory_db(&stack).await;
+    let waiting = tokio::spawn(async move {
+        inventory::release(&mut releasing, 1)
+            .await
+            .map_err(|e| e.to_string())
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the release waits for the lock");
+    sqlx::query("COMMIT")
+        .execute(&mut committing)
+        .await
+        .unwrap();
+
+    let raced = waiting.await.unwrap();
+    let (status, after) = stack
+        .post("inventory", "/reservations/1/release", json!({}))
+        .await;
+    assert_eq!(status, 409, "{after}");
+    let refused = raced.expect_err("a committed reservation is not released");
+    assert!(refused.contains("committed"), "{refused} / {after}");
+    assert_eq!(stock(&stack).await, (0, 0), "3 taken for good, none back");
+}
+
+/// Product 2 with 3 units, all held by order 1.
+async fn order_1_holds_all_3_units(stack: &Stack) {
+    stack
+        .put("inventory", "/stock/2", json!({"available": 3}))
+        .await;
+    let (status, body) = stack
+        .post(
+            "inventory",
+            "/reservations",
+            json!({"order_id": 1, "product_id": 2, "quantity": 3}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(stock(stack).await, (0, 3));
+}
+
+/// A connection of the test's own to inventory's tables, to call its
+/// functions inside a transaction the test holds open.
+async fn inventory_db(stack: &Stack) -> sqlx::PgConnection {
+    let mut conn = stack.db().await;
+    sqlx::query("SET search_path TO inventory_service")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
 }
