@@ -119,31 +119,40 @@ pub fn outbox_insert(first: usize) -> String {
     )
 }
 
-/// The outbox INSERT of an event about the row that the same statement's
-/// CTE `new` inserted, so that the row and its event are one statement (one
-/// round trip, atomic without a transaction): the payload's `id_field` is
-/// set to `new.id`, and the event was accepted at `new.created_at`. The
-/// message id, kind, payload and correlation id are parameters from
-/// `$first` on, to bind with [`bind_about_new`].
-pub fn outbox_insert_about_new(first: usize, id_field: &str) -> String {
+/// An event about the row that the same statement's CTE `new` inserts, so
+/// that the row and its event are one statement (one round trip, atomic
+/// without a transaction): the CTE `, sent AS (INSERT INTO outbox …)` to
+/// put after `new` when there is an event, nothing when there is none (sync
+/// mode, whose schema has no outbox). The payload's `id_field` is set to
+/// `new.id`, and the event was accepted at `new.created_at`; the message
+/// id, kind, payload and correlation id are parameters from `$first` on,
+/// bound by [`bind_about_new`].
+pub fn sent_about_new(event: bool, first: usize, id_field: &str) -> String {
+    if !event {
+        return String::new();
+    }
     let [id, kind, payload, correlation] = std::array::from_fn(|i| first + i);
     format!(
-        "INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)
-         SELECT ${id}, ${kind}, jsonb_set(${payload}, '{{{id_field}}}', to_jsonb(new.id)),
-                ${correlation}, new.created_at FROM new"
+        ", sent AS (
+             INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)
+             SELECT ${id}, ${kind}, jsonb_set(${payload}, '{{{id_field}}}', to_jsonb(new.id)),
+                    ${correlation}, new.created_at FROM new
+         )"
     )
 }
 
-/// Binds the next four parameters to the values of an
-/// [`outbox_insert_about_new`]. An error if `payload` has no `id_field`:
-/// `jsonb_set` would add one, and the event would carry a field its
-/// type does not have.
+/// Binds the parameters of a [`sent_about_new`] for `event` (kind,
+/// payload); nothing when there is no event. An error if the payload has no
+/// `id_field`: `jsonb_set` would add one, and the event would carry a field
+/// its type does not have.
 pub fn bind_about_new<'q, O>(
     query: QueryAs<'q, Postgres, O, PgArguments>,
-    kind: &'q str,
-    payload: serde_json::Value,
+    event: Option<(&'q str, serde_json::Value)>,
     id_field: &str,
 ) -> Result<QueryAs<'q, Postgres, O, PgArguments>> {
+    let Some((kind, payload)) = event else {
+        return Ok(query);
+    };
     if payload.get(id_field).is_none() {
         return Err(
             anyhow::anyhow!("{kind} carries no {id_field} to give the new row's id").into(),
@@ -265,7 +274,7 @@ pub async fn claim_all<'m>(
 /// An async seam's move when its state change is a transaction (`tx`):
 /// `event` joins it, both commit, and the relay is told. After this the work
 /// is durably handed over. (A new row and its event can be one statement
-/// instead: [`outbox_insert_about_new`].)
+/// instead: [`sent_about_new`].)
 #[cfg(feature = "async")]
 pub async fn commit_with_event(
     ctx: &Ctx,

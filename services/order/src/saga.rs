@@ -433,14 +433,7 @@ pub async fn create<'e>(
     message: Option<(&str, Value)>,
 ) -> Result<(Order, Step)> {
     let (step, outcome) = CREATED;
-    // Only async mode's schema has an outbox.
-    let send = match message {
-        Some(_) => format!(
-            ", sent AS ({})",
-            common::events::outbox_insert_about_new(7, "order_id")
-        ),
-        None => String::new(),
-    };
+    let send = common::events::sent_about_new(message.is_some(), 7, "order_id");
     let query = format!(
         "WITH new AS (
              INSERT INTO orders (product_id, quantity, amount_cents, approve_payment, status)
@@ -451,17 +444,16 @@ pub async fn create<'e>(
          ){send}
          SELECT new.*, step.step, step.outcome, step.detail, step.at FROM new, step"
     );
-    let mut query = sqlx::query_as::<_, CreatedRow>(&query)
+    let query = sqlx::query_as::<_, CreatedRow>(&query)
         .bind(draft.product_id)
         .bind(draft.quantity)
         .bind(draft.amount_cents)
         .bind(draft.approve_payment)
         .bind(step.as_str())
         .bind(outcome.as_str());
-    if let Some((kind, payload)) = message {
-        query = common::events::bind_about_new(query, kind, payload, "order_id")?;
-    }
-    let row = query.fetch_one(db).await?;
+    let row = common::events::bind_about_new(query, message, "order_id")?
+        .fetch_one(db)
+        .await?;
     tracing::info!(order_id = row.order.id, "order created");
     Ok((row.order, row.step))
 }

@@ -124,28 +124,21 @@ async fn register(State(ctx): State<Ctx>, JsonBody(req): JsonBody<Register>) -> 
 /// mode the same statement writes `event` (the welcome email to send, its
 /// `user_id` set to the new id) to the outbox.
 async fn insert(ctx: &Ctx, email: &str, event: Option<(&str, serde_json::Value)>) -> Result<User> {
-    // Only async mode's schema has an outbox.
-    let send = match event {
-        Some(_) => format!(
-            ", sent AS ({})",
-            common::events::outbox_insert_about_new(2, "user_id")
-        ),
-        None => String::new(),
-    };
+    let send = common::events::sent_about_new(event.is_some(), 2, "user_id");
     let sql = format!(
         "WITH new AS (INSERT INTO users (email) VALUES ($1) RETURNING {COLUMNS}){send}
          SELECT * FROM new"
     );
-    let mut query = sqlx::query_as(&sql).bind(email);
-    if let Some((kind, payload)) = event {
-        query = common::events::bind_about_new(query, kind, payload, "user_id")?;
-    }
-    let user: User = query.fetch_one(&ctx.db).await.map_err(|e| {
-        conflict_on_unique(
-            e,
-            format!("a user with email {email} is already registered"),
-        )
-    })?;
+    let query = sqlx::query_as(&sql).bind(email);
+    let user: User = common::events::bind_about_new(query, event, "user_id")?
+        .fetch_one(&ctx.db)
+        .await
+        .map_err(|e| {
+            conflict_on_unique(
+                e,
+                format!("a user with email {email} is already registered"),
+            )
+        })?;
     tracing::info!(user_id = user.id, "user registered");
     Ok(user)
 }
