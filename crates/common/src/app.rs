@@ -121,19 +121,6 @@ impl Ctx {
         db::begin(self.db.acquire().await?).await
     }
 
-    /// Where a handler writes its one statement before its mode seam: see
-    /// [`db::Write`]. Sync: a pooled connection (the statement commits by itself).
-    #[cfg(not(feature = "async"))]
-    pub async fn write(&self) -> crate::Result<db::Write> {
-        Ok(self.db.acquire().await?)
-    }
-
-    /// Async: a transaction, which the seam commits with its outbox row.
-    #[cfg(feature = "async")]
-    pub async fn write(&self) -> crate::Result<db::Write> {
-        self.begin().await
-    }
-
     /// Does `effect` (the service's own bookkeeping, e.g. recording the sent
     /// email) while the simulated external work of `delay` runs, and finishes
     /// when both have. The seed's services had no database: their whole cost

@@ -117,19 +117,6 @@ pub fn pool(settings: &Settings, schema: &str) -> anyhow::Result<PgPool> {
         .connect_lazy_with(options))
 }
 
-/// What a handler writes its one statement on before its mode seam
-/// ([`crate::Ctx::write`]). Sync mode adds nothing to that statement before
-/// the seam calls out, so it commits by itself: a `BEGIN` and a `COMMIT`
-/// round trip fewer on every request (the seam only gives the connection
-/// back, so none is held across the call). Async mode adds the event to the
-/// outbox, so the statement opens a transaction the seam commits with it.
-/// A handler that writes more than one statement before its seam uses
-/// [`crate::Ctx::begin`] instead.
-#[cfg(not(feature = "async"))]
-pub type Write = sqlx::pool::PoolConnection<Postgres>;
-#[cfg(feature = "async")]
-pub type Write = Transaction<'static, Postgres>;
-
 /// Opens a transaction on `conn` (a pooled connection, or one borrowed) and
 /// times its `BEGIN` as the phase `db_begin`: sqlx sends it without an event
 /// of its own. (`Transaction::begin` is what `Pool::begin` calls; it is

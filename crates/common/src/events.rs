@@ -119,26 +119,51 @@ pub fn outbox_insert(first: usize) -> String {
     )
 }
 
-/// An event about the row that the same statement's CTE `new` inserts, so
+/// An event about the row that the same statement's CTE `new` writes, so
 /// that the row and its event are one statement (one round trip, atomic
 /// without a transaction): the CTE `, sent AS (INSERT INTO outbox …)` to
 /// put after `new` when there is an event, nothing when there is none (sync
-/// mode, whose schema has no outbox). The payload's `id_field` is set to
-/// `new.id`, and the event was accepted at `new.created_at`; the message
-/// id, kind, payload and correlation id are parameters from `$first` on,
-/// bound by [`bind_about_new`].
-pub fn sent_about_new(event: bool, first: usize, id_field: &str) -> String {
+/// mode, whose schema has no outbox). Its payload is `payload`, an SQL
+/// expression over `new` (and parameters from `$first + 3` on); the event
+/// was accepted at `new.{accepted_at}`. The message id, kind and
+/// correlation id are `$first` to `$first + 2`, bound by [`bind_sent`].
+pub fn sent_from_new(event: bool, first: usize, payload: &str, accepted_at: &str) -> String {
     if !event {
         return String::new();
     }
-    let [id, kind, payload, correlation] = std::array::from_fn(|i| first + i);
+    let [id, kind, correlation] = std::array::from_fn(|i| first + i);
     format!(
         ", sent AS (
              INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)
-             SELECT ${id}, ${kind}, jsonb_set(${payload}, '{{{id_field}}}', to_jsonb(new.id)),
-                    ${correlation}, new.created_at FROM new
+             SELECT ${id}, ${kind}, {payload}, ${correlation}, new.{accepted_at} FROM new
          )"
     )
+}
+
+/// Binds a [`sent_from_new`]'s message id, kind and correlation id for an
+/// event of `kind`; nothing when there is none.
+pub fn bind_sent<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    kind: Option<&'q str>,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    match kind {
+        Some(kind) => query
+            .bind(Uuid::new_v4())
+            .bind(kind)
+            .bind(correlation::current().unwrap_or_default()),
+        None => query,
+    }
+}
+
+/// A [`sent_from_new`] whose payload is given (`$first + 3`) but for its
+/// `id_field`, set to the new row's id (a serial the statement assigns),
+/// accepted at `new.created_at`; bound by [`bind_about_new`].
+pub fn sent_about_new(event: bool, first: usize, id_field: &str) -> String {
+    let payload = format!(
+        "jsonb_set(${}, '{{{id_field}}}', to_jsonb(new.id))",
+        first + 3
+    );
+    sent_from_new(event, first, &payload, "created_at")
 }
 
 /// Binds the parameters of a [`sent_about_new`] for `event` (kind,
@@ -158,11 +183,7 @@ pub fn bind_about_new<'q, O>(
             anyhow::anyhow!("{kind} carries no {id_field} to give the new row's id").into(),
         );
     }
-    Ok(query
-        .bind(Uuid::new_v4())
-        .bind(kind)
-        .bind(sqlx::types::Json(payload))
-        .bind(correlation::current().unwrap_or_default()))
+    Ok(bind_sent(query, Some(kind)).bind(sqlx::types::Json(payload)))
 }
 
 /// Binds the next five parameters to the values of an [`outbox_insert`]:
@@ -269,24 +290,6 @@ pub async fn claim_all<'m>(
     // A message delivered twice can sit twice in one batch: keep it once.
     let mut fresh: std::collections::HashSet<Uuid> = fresh.into_iter().collect();
     Ok(batch.iter().filter(|m| fresh.remove(&m.id)).collect())
-}
-
-/// An async seam's move when its state change is a transaction (`tx`):
-/// `event` joins it, both commit, and the relay is told. After this the work
-/// is durably handed over. (A new row and its event can be one statement
-/// instead: [`sent_about_new`].)
-#[cfg(feature = "async")]
-pub async fn commit_with_event(
-    ctx: &Ctx,
-    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
-    kind: &str,
-    event: &impl Serialize,
-    accepted_at: DateTime<Utc>,
-) -> Result<()> {
-    enqueue(&mut tx, kind, event, accepted_at).await?;
-    tx.commit().await?;
-    ctx.bus.wake_relay();
-    Ok(())
 }
 
 #[cfg(test)]

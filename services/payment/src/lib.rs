@@ -147,9 +147,14 @@ async fn process_payment(
     State(ctx): State<Ctx>,
     JsonBody(req): JsonBody<PaymentRequest>,
 ) -> Result<Response> {
-    let mut write = ctx.write().await?;
-    let payment = create(&mut write, Uuid::new_v4(), &req).await?;
-    match seam::charge(&ctx, write, &payment).await? {
+    let payment = create(
+        &mut *ctx.db.acquire().await?,
+        Uuid::new_v4(),
+        &req,
+        seam::EVENT,
+    )
+    .await?;
+    match seam::charge(&ctx, &payment).await? {
         Delivery::Done(payment) if payment.status == "declined" => Err(Error::Body {
             status: StatusCode::PAYMENT_REQUIRED,
             body: json!({ "detail": "payment declined", "payment": payment.body() }),
@@ -162,34 +167,48 @@ async fn process_payment(
 }
 
 /// Stores a new pending payment with id `id`; creating the same id again
-/// returns the stored one (a saga's payment event delivered twice).
+/// returns the stored one (a saga's payment event delivered twice). With
+/// `event` (a kind), the same statement writes the new payment's
+/// [`PaymentRequest`] to the outbox ([`REQUESTED`]).
 pub async fn create(
     conn: &mut sqlx::PgConnection,
     id: Uuid,
     req: &PaymentRequest,
+    event: Option<&str>,
 ) -> Result<Payment> {
     let amount_cents = cents(req.amount)?;
     let currency = currency(&req.currency)?;
+    let send = common::events::sent_from_new(event.is_some(), 6, REQUESTED, "created_at");
     // One statement (one round trip): the new row, or the stored one.
-    sqlx::query_as(&format!(
+    let sql = format!(
         "WITH new AS (
              INSERT INTO payments (id, order_id, amount_cents, currency, status, force_decline)
              VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT (id) DO NOTHING
              RETURNING {COLUMNS}
-         )
+         ){send}
          SELECT {COLUMNS} FROM new
          UNION ALL
          SELECT {COLUMNS} FROM payments WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM new)"
-    ))
-    .bind(id)
-    .bind(req.order_id)
-    .bind(amount_cents)
-    .bind(&currency)
-    .bind(req.force_decline)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| anyhow::anyhow!("payment {id} vanished").into())
+    );
+    let query = sqlx::query_as(&sql)
+        .bind(id)
+        .bind(req.order_id)
+        .bind(amount_cents)
+        .bind(&currency)
+        .bind(req.force_decline);
+    common::events::bind_sent(query, event)
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("payment {id} vanished").into())
 }
+
+/// The [`PaymentRequest`] that asks to settle the payment `new`, built in
+/// SQL from the row (async mode: the event of a client's payment). The test
+/// `payment::the_event_of_a_payment_is_the_payment_as_stored` holds it to the
+/// type's fields.
+const REQUESTED: &str = "jsonb_build_object('amount', new.amount_cents::float8 / 100, \
+     'currency', new.currency, 'order_id', new.order_id, 'force_decline', new.force_decline, \
+     'payment_id', new.id)";
 
 pub async fn find(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Option<Payment>> {
     Ok(

@@ -6,16 +6,14 @@ use common::{Ctx, Delivery, Result};
 
 use crate::Payment;
 
+/// Sync: the payment's statement writes no event.
+#[cfg(not(feature = "async"))]
+pub const EVENT: Option<&str> = None;
+
 /// Sync: the payment is committed as `pending` (readable during the call),
 /// then the request waits for the external API on a worker thread.
 #[cfg(not(feature = "async"))]
-pub async fn charge(
-    ctx: &Ctx,
-    write: common::db::Write,
-    payment: &Payment,
-) -> Result<Delivery<Payment>> {
-    // The write committed by itself: only the connection goes back.
-    drop(write);
+pub async fn charge(ctx: &Ctx, payment: &Payment) -> Result<Delivery<Payment>> {
     ctx.simulate_latency(ctx.settings.delays.payment).await?;
     let settled = crate::settle(&mut *ctx.db.acquire().await?, payment).await?;
     Ok(Delivery::Done(settled))
@@ -24,29 +22,16 @@ pub async fn charge(
 #[cfg(not(feature = "async"))]
 pub const CONSUMERS: &[Consumer] = &[];
 
-/// Async: the pending payment and its `payment.requested` event commit
-/// together; a payment worker makes the external call later.
+/// Async: the pending payment's own statement writes its
+/// `payment.requested` event (`crate::REQUESTED`).
 #[cfg(feature = "async")]
-pub async fn charge(
-    ctx: &Ctx,
-    write: common::db::Write,
-    payment: &Payment,
-) -> Result<Delivery<Payment>> {
-    let request = common::messages::PaymentRequest {
-        amount: payment.amount_cents as f64 / 100.0,
-        currency: payment.currency.clone(),
-        order_id: payment.order_id,
-        force_decline: payment.force_decline,
-        payment_id: Some(payment.id),
-    };
-    common::events::commit_with_event(
-        ctx,
-        write,
-        "payment.requested",
-        &request,
-        payment.created_at,
-    )
-    .await?;
+pub const EVENT: Option<&str> = Some("payment.requested");
+
+/// Async: the event committed with the payment; a payment worker makes the
+/// external call later.
+#[cfg(feature = "async")]
+pub async fn charge(ctx: &Ctx, _: &Payment) -> Result<Delivery<Payment>> {
+    ctx.bus.wake_relay();
     Ok(Delivery::Accepted)
 }
 
@@ -76,7 +61,7 @@ mod consume {
                 Some(id) => crate::find(&mut conn, id)
                     .await?
                     .ok_or_else(|| anyhow::anyhow!("payment {id} does not exist"))?,
-                None => crate::create(&mut conn, msg.id, &req).await?,
+                None => crate::create(&mut conn, msg.id, &req, None).await?,
             }
         };
         if payment.status != "pending" || msg.seen(&ctx.db).await? {

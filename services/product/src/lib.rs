@@ -113,6 +113,13 @@ impl Product {
 
 const COLUMNS: &str = "id, name, price_cents, stock, updated_at";
 
+/// [`Product::changed`] built in SQL from the updated row `new`, so that the
+/// update and its event are one statement (async mode). The test
+/// `fanout::the_event_of_an_update_is_the_product_as_updated` holds the two
+/// to the same fields and values.
+const CHANGED: &str = "jsonb_build_object('product_id', new.id, 'name', new.name, \
+     'stock', new.stock, 'price', new.price_cents::float8 / 100, 'updated_at', new.updated_at)";
+
 /// The seed's body is `{"name": ..., "stock": ...}`; any of the fields may be
 /// given, at least one must be.
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -168,21 +175,28 @@ async fn update(
         return Err(Error::Invalid("name: must not be blank".into()));
     }
     let price_cents = req.price.map(|p| (p * 100.0).round() as i64);
-    let mut write = ctx.write().await?;
-    let product: Product = sqlx::query_as(&format!(
-        "UPDATE products SET name = COALESCE($2, name), stock = COALESCE($3, stock),
-                price_cents = COALESCE($4, price_cents), updated_at = now()
-         WHERE id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(name)
-    .bind(req.stock)
-    .bind(price_cents)
-    .fetch_optional(&mut *write)
-    .await?
-    .ok_or_else(|| Error::not_found(format!("product {id}")))?;
+    // One statement that commits by itself; in async mode it also writes the
+    // `product.changed` event about the row it updated to the outbox.
+    let send = common::events::sent_from_new(seam::EVENT.is_some(), 5, CHANGED, "updated_at");
+    let sql = format!(
+        "WITH new AS (
+             UPDATE products SET name = COALESCE($2, name), stock = COALESCE($3, stock),
+                    price_cents = COALESCE($4, price_cents), updated_at = now()
+             WHERE id = $1 RETURNING {COLUMNS}
+         ){send}
+         SELECT * FROM new"
+    );
+    let query = sqlx::query_as(&sql)
+        .bind(id)
+        .bind(name)
+        .bind(req.stock)
+        .bind(price_cents);
+    let product: Product = common::events::bind_sent(query, seam::EVENT)
+        .fetch_optional(&ctx.db)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("product {id}")))?;
     let mut body = product.body();
-    match seam::announce_update(&ctx, write, &product).await? {
+    match seam::announce_update(&ctx, &product).await? {
         Delivery::Done(calls) => {
             body["fanout_ms"] = json!(calls.iter().map(|c| c.duration_ms).sum::<f64>());
             body["fanout"] = json!(calls);

@@ -29,17 +29,15 @@ const TARGETS: [(&str, &str); 3] = [
     ("analytics", "/product_updates"),
 ];
 
+/// Sync: the update's statement writes no event.
+#[cfg(not(feature = "async"))]
+pub const EVENT: Option<&str> = None;
+
 /// Sync: the update has committed by itself; call search, cache and analytics one after another on
 /// one worker thread, each blocking until answered. A failed call is reported
 /// and the next one still made: each target's work is independent.
 #[cfg(not(feature = "async"))]
-pub async fn announce_update(
-    ctx: &Ctx,
-    write: common::db::Write,
-    product: &Product,
-) -> Result<Delivery<Vec<FanoutCall>>> {
-    // The write committed by itself: only the connection goes back.
-    drop(write);
+pub async fn announce_update(ctx: &Ctx, product: &Product) -> Result<Delivery<Vec<FanoutCall>>> {
     let outbound = ctx.outbound.clone();
     let event: ProductChanged = product.changed();
     let urls: Vec<(&'static str, String)> = TARGETS
@@ -66,16 +64,15 @@ pub async fn announce_update(
     Ok(Delivery::Done(calls))
 }
 
-/// Async: one `product.changed` event, in the update's own transaction;
-/// search, cache and analytics each consume it from their own queue, in parallel.
+/// Async: the update's own statement writes one `product.changed` event
+/// about the row it updated (`crate::CHANGED`).
 #[cfg(feature = "async")]
-pub async fn announce_update(
-    ctx: &Ctx,
-    write: common::db::Write,
-    product: &Product,
-) -> Result<Delivery<Vec<FanoutCall>>> {
-    let change = product.changed();
-    common::events::commit_with_event(ctx, write, "product.changed", &change, change.updated_at)
-        .await?;
+pub const EVENT: Option<&str> = Some("product.changed");
+
+/// Async: the event committed with the update; search, cache and analytics
+/// each consume it from their own queue, in parallel.
+#[cfg(feature = "async")]
+pub async fn announce_update(ctx: &Ctx, _: &Product) -> Result<Delivery<Vec<FanoutCall>>> {
+    ctx.bus.wake_relay();
     Ok(Delivery::Accepted)
 }

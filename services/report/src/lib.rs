@@ -132,16 +132,29 @@ async fn generate_report(
         .await?;
     let iterations = i64::try_from(iterations)
         .map_err(|_| Error::Invalid("REPORT_ITERATIONS is too large".into()))?;
-    let mut write = ctx.write().await?;
-    let job: Job = sqlx::query_as(&format!(
-        "INSERT INTO jobs (id, report_type, status, iterations) VALUES ($1, $2, 'queued', $3) RETURNING {COLUMNS}"
-    ))
-    .bind(Uuid::new_v4())
-    .bind(&req.report_type)
-    .bind(iterations)
-    .fetch_one(&mut *write)
-    .await?;
-    match seam::submit(&ctx, write, &job).await? {
+    // One statement that commits by itself; in async mode it also writes
+    // the `report.requested` event about the job to the outbox.
+    let send = common::events::sent_from_new(
+        seam::EVENT.is_some(),
+        4,
+        "jsonb_build_object('job_id', new.id)",
+        "created_at",
+    );
+    let sql = format!(
+        "WITH new AS (
+             INSERT INTO jobs (id, report_type, status, iterations) VALUES ($1, $2, 'queued', $3)
+             RETURNING {COLUMNS}
+         ){send}
+         SELECT * FROM new"
+    );
+    let query = sqlx::query_as(&sql)
+        .bind(Uuid::new_v4())
+        .bind(&req.report_type)
+        .bind(iterations);
+    let job: Job = common::events::bind_sent(query, seam::EVENT)
+        .fetch_one(&ctx.db)
+        .await?;
+    match seam::submit(&ctx, &job).await? {
         Delivery::Done(job) => Ok((StatusCode::OK, axum::Json(job.body())).into_response()),
         Delivery::Accepted => Ok((StatusCode::ACCEPTED, axum::Json(job.body())).into_response()),
     }

@@ -5,21 +5,25 @@ use common::{Ctx, Delivery, Result};
 
 use crate::Job;
 
+/// Sync: the job's statement writes no event.
+#[cfg(not(feature = "async"))]
+pub const EVENT: Option<&str> = None;
+
 /// Sync: the request itself waits while a worker thread hashes.
 #[cfg(not(feature = "async"))]
-pub async fn submit(ctx: &Ctx, write: common::db::Write, job: &Job) -> Result<Delivery<Job>> {
-    // The write committed by itself: only the connection goes back.
-    drop(write);
+pub async fn submit(ctx: &Ctx, job: &Job) -> Result<Delivery<Job>> {
     Ok(Delivery::Done(crate::run(ctx, job).await?))
 }
 
-/// Async: the queued job and its `report.requested` event commit together;
-/// a report worker hashes it later.
+/// Async: the queued job's own statement writes its `report.requested`
+/// event (`{"job_id": …}`) to the outbox.
 #[cfg(feature = "async")]
-pub async fn submit(ctx: &Ctx, write: common::db::Write, job: &Job) -> Result<Delivery<Job>> {
-    let event = serde_json::json!({ "job_id": job.id });
-    common::events::commit_with_event(ctx, write, "report.requested", &event, job.created_at)
-        .await?;
+pub const EVENT: Option<&str> = Some("report.requested");
+
+/// Async: the event committed with the job; a report worker hashes it later.
+#[cfg(feature = "async")]
+pub async fn submit(ctx: &Ctx, _: &Job) -> Result<Delivery<Job>> {
+    ctx.bus.wake_relay();
     Ok(Delivery::Accepted)
 }
 

@@ -193,3 +193,43 @@ async fn products_can_be_listed_and_read() {
     let (status, body) = stack.get("product", "/products/abc").await;
     assert_eq!(status, 400, "{body}");
 }
+
+/// Async: the update's statement builds its `product.changed` event in SQL
+/// from the row it wrote; consumers read it as the product's own
+/// [`product::Product::changed`] would have it, field for field.
+#[cfg(feature = "async")]
+#[tokio::test]
+async fn the_event_of_an_update_is_the_product_as_updated() {
+    use common::messages::ProductChanged;
+    let stack = Stack::start().await;
+
+    for (id, update) in [
+        (1, json!({"name": "Quantum Laptop", "price": 1234.56})),
+        (2, json!({"stock": 0})),
+        (3, json!({"price": 0.1, "stock": 2_000_000_000})),
+    ] {
+        let (status, answer) = stack
+            .put("product", &format!("/products/{id}"), update)
+            .await;
+        assert_eq!(status, 200, "{answer}");
+
+        let row: product::Product = sqlx::query_as(
+            "SELECT id, name, price_cents, stock, updated_at FROM product_service.products
+             WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&mut stack.db().await)
+        .await
+        .unwrap();
+        let sent: ProductChanged = lab_tests::helpers::sent_event(
+            &stack,
+            "product_service",
+            "product.changed",
+            "product_id",
+            &id.to_string(),
+        )
+        .await;
+        assert_eq!(sent, row.changed());
+        assert_eq!(answer["price"], json!(sent.price), "{answer}");
+    }
+}

@@ -147,3 +147,48 @@ async fn with_every_sync_worker_busy_a_request_waits_for_one() {
         "both answered after {elapsed:?}"
     );
 }
+
+/// Async: a payment's statement builds its `payment.requested` event in SQL
+/// from the row it stored; the payment worker reads it as the request it
+/// would have been in Rust, field for field.
+#[cfg(feature = "async")]
+#[tokio::test]
+async fn the_event_of_a_payment_is_the_payment_as_stored() {
+    use common::messages::PaymentRequest;
+    let stack = Stack::start().await;
+
+    for (body, expected) in [
+        (
+            json!({"amount": 12.5, "currency": "eur", "order_id": 7}),
+            (12.5, "EUR", Some(7), false),
+        ),
+        (
+            json!({"amount": 999_999_999.99, "force_decline": true}),
+            (999_999_999.99, "USD", None, true),
+        ),
+    ] {
+        let (status, answer) = stack.post("payment", "/process_payment", body).await;
+        assert_eq!(status, 202, "{answer}");
+        let id = answer["payment_id"].as_str().unwrap();
+
+        let sent: PaymentRequest = lab_tests::helpers::sent_event(
+            &stack,
+            "payment_service",
+            "payment.requested",
+            "payment_id",
+            id,
+        )
+        .await;
+        let (amount, currency, order_id, force_decline) = expected;
+        assert_eq!(
+            sent,
+            PaymentRequest {
+                amount,
+                currency: currency.into(),
+                order_id,
+                force_decline,
+                payment_id: Some(id.parse().unwrap()),
+            }
+        );
+    }
+}
