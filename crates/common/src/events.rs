@@ -1,5 +1,5 @@
 //! Events as the services see them, whatever carries them: writing one to the
-//! outbox in the transaction of the state change that causes it, and reading
+//! outbox in the statement or transaction of the state change that causes it, and reading
 //! one that a consumer received, with the inbox that makes its effect happen
 //! once. The broker side (publishing, consuming, retries) is in `bus`.
 
@@ -121,16 +121,37 @@ pub fn outbox_insert(first: usize) -> String {
 
 /// An event about the row that the same statement's CTE `new` writes, so
 /// that the row and its event are one statement (one round trip, atomic
-/// without a transaction): the CTE `, sent AS (INSERT INTO outbox …)` to
-/// put after `new` when there is an event, nothing when there is none (sync
-/// mode, whose schema has no outbox). Its payload is `payload`, an SQL
-/// expression over `new` (and parameters from `$first + 3` on); the event
-/// was accepted at `new.{accepted_at}`. The message id, kind and
+/// without a transaction): its kind, its payload as an SQL expression over
+/// `new`, and the column of `new` that says when it was accepted. A seam
+/// names its mode's event as an `Option<About>`: `None` in sync mode, whose
+/// schema has no outbox.
+pub struct About {
+    pub kind: &'static str,
+    pub payload: &'static str,
+    pub accepted_at: &'static str,
+}
+
+/// The CTE `, sent AS (INSERT INTO outbox …)` that writes `about` (to put
+/// after `new`), or nothing when there is no event. Its message id, kind and
 /// correlation id are `$first` to `$first + 2`, bound by [`bind_sent`].
-pub fn sent_from_new(event: bool, first: usize, payload: &str, accepted_at: &str) -> String {
-    if !event {
-        return String::new();
+pub fn sent(about: Option<&About>, first: usize) -> String {
+    about.map_or_else(String::new, |a| {
+        sent_from_new(first, a.payload, a.accepted_at)
+    })
+}
+
+/// Binds a [`sent`]'s parameters for `about`; nothing when there is none.
+pub fn bind_sent<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    about: Option<&About>,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    match about {
+        Some(a) => bind_message(query, a.kind),
+        None => query,
     }
+}
+
+fn sent_from_new(first: usize, payload: &str, accepted_at: &str) -> String {
     let [id, kind, correlation] = std::array::from_fn(|i| first + i);
     format!(
         ", sent AS (
@@ -140,30 +161,29 @@ pub fn sent_from_new(event: bool, first: usize, payload: &str, accepted_at: &str
     )
 }
 
-/// Binds a [`sent_from_new`]'s message id, kind and correlation id for an
-/// event of `kind`; nothing when there is none.
-pub fn bind_sent<'q, O>(
+fn bind_message<'q, O>(
     query: QueryAs<'q, Postgres, O, PgArguments>,
-    kind: Option<&'q str>,
+    kind: &'q str,
 ) -> QueryAs<'q, Postgres, O, PgArguments> {
-    match kind {
-        Some(kind) => query
-            .bind(Uuid::new_v4())
-            .bind(kind)
-            .bind(correlation::current().unwrap_or_default()),
-        None => query,
-    }
+    query
+        .bind(Uuid::new_v4())
+        .bind(kind)
+        .bind(correlation::current().unwrap_or_default())
 }
 
-/// A [`sent_from_new`] whose payload is given (`$first + 3`) but for its
-/// `id_field`, set to the new row's id (a serial the statement assigns),
-/// accepted at `new.created_at`; bound by [`bind_about_new`].
+/// Like [`sent`], for an event whose payload is given at run time
+/// (`$first + 3`) but for its `id_field`, set to the new row's id (a serial
+/// the statement assigns), accepted at `new.created_at`; bound by
+/// [`bind_about_new`].
 pub fn sent_about_new(event: bool, first: usize, id_field: &str) -> String {
+    if !event {
+        return String::new();
+    }
     let payload = format!(
         "jsonb_set(${}, '{{{id_field}}}', to_jsonb(new.id))",
         first + 3
     );
-    sent_from_new(event, first, &payload, "created_at")
+    sent_from_new(first, &payload, "created_at")
 }
 
 /// Binds the parameters of a [`sent_about_new`] for `event` (kind,
@@ -183,7 +203,7 @@ pub fn bind_about_new<'q, O>(
             anyhow::anyhow!("{kind} carries no {id_field} to give the new row's id").into(),
         );
     }
-    Ok(bind_sent(query, Some(kind)).bind(sqlx::types::Json(payload)))
+    Ok(bind_message(query, kind).bind(sqlx::types::Json(payload)))
 }
 
 /// Binds the next five parameters to the values of an [`outbox_insert`]:

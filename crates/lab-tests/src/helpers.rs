@@ -112,23 +112,33 @@ pub async fn counter(stack: &Stack, service: &str, series: &str) -> f64 {
 }
 
 /// The one event of `kind` in `schema`'s outbox whose payload's `key` is
-/// `value` (async mode), read as `T`. Panics unless the payload has exactly
-/// the fields `T` serializes to: an event built in SQL must carry no field
-/// more or less than its type.
-pub async fn sent_event<T>(stack: &Stack, schema: &str, kind: &str, key: &str, value: &str) -> T
+/// `value` (async mode), read as `T`, and when it was accepted. Panics
+/// unless there is exactly one, and unless its payload has exactly the
+/// fields `T` serializes to: an event built in SQL must carry no field more
+/// or less than its type.
+pub async fn sent_event<T>(
+    stack: &Stack,
+    schema: &str,
+    kind: &str,
+    key: &str,
+    value: &str,
+) -> (T, DateTime<Utc>)
 where
     T: serde::de::DeserializeOwned + serde::Serialize,
 {
     let mut db = stack.db().await;
-    let payload: Value = sqlx::query_scalar(&format!(
-        "SELECT payload FROM {schema}.outbox WHERE kind = $1 AND payload->>$2 = $3"
+    let rows: Vec<(Value, DateTime<Utc>)> = sqlx::query_as(&format!(
+        "SELECT payload, accepted_at FROM {schema}.outbox WHERE kind = $1 AND payload->>$2 = $3"
     ))
     .bind(kind)
     .bind(key)
     .bind(value)
-    .fetch_one(&mut db)
+    .fetch_all(&mut db)
     .await
-    .unwrap_or_else(|e| panic!("one {kind} with {key} {value}: {e}"));
+    .expect("the outbox can be read");
+    let [(payload, accepted_at)] = &rows[..] else {
+        panic!("one {kind} with {key} {value}, not {}", rows.len());
+    };
     let event: T = serde_json::from_value(payload.clone()).expect("the payload reads as its type");
     let fields = |v: &Value| {
         let mut keys: Vec<String> = v.as_object().expect("an object").keys().cloned().collect();
@@ -136,9 +146,9 @@ where
         keys
     };
     assert_eq!(
-        fields(&payload),
-        fields(&serde_json::to_value(&event).unwrap()),
+        fields(payload),
+        fields(&serde_json::to_value(&event).expect("the event serializes")),
         "{kind}: {payload}"
     );
-    event
+    (event, *accepted_at)
 }

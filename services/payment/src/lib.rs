@@ -151,7 +151,7 @@ async fn process_payment(
         &mut *ctx.db.acquire().await?,
         Uuid::new_v4(),
         &req,
-        seam::EVENT,
+        seam::EVENT.as_ref(),
     )
     .await?;
     match seam::charge(&ctx, &payment).await? {
@@ -168,17 +168,17 @@ async fn process_payment(
 
 /// Stores a new pending payment with id `id`; creating the same id again
 /// returns the stored one (a saga's payment event delivered twice). With
-/// `event` (a kind), the same statement writes the new payment's
-/// [`PaymentRequest`] to the outbox ([`REQUESTED`]).
+/// `event` (the seam's), the same statement writes it about the new
+/// payment to the outbox.
 pub async fn create(
     conn: &mut sqlx::PgConnection,
     id: Uuid,
     req: &PaymentRequest,
-    event: Option<&str>,
+    event: Option<&common::events::About>,
 ) -> Result<Payment> {
     let amount_cents = cents(req.amount)?;
     let currency = currency(&req.currency)?;
-    let send = common::events::sent_from_new(event.is_some(), 6, REQUESTED, "created_at");
+    let send = common::events::sent(event, 6);
     // One statement (one round trip): the new row, or the stored one.
     let sql = format!(
         "WITH new AS (
@@ -201,14 +201,6 @@ pub async fn create(
         .await?
         .ok_or_else(|| anyhow::anyhow!("payment {id} vanished").into())
 }
-
-/// The [`PaymentRequest`] that asks to settle the payment `new`, built in
-/// SQL from the row (async mode: the event of a client's payment). The test
-/// `payment::the_event_of_a_payment_is_the_payment_as_stored` holds it to the
-/// type's fields.
-const REQUESTED: &str = "jsonb_build_object('amount', new.amount_cents::float8 / 100, \
-     'currency', new.currency, 'order_id', new.order_id, 'force_decline', new.force_decline, \
-     'payment_id', new.id)";
 
 pub async fn find(conn: &mut sqlx::PgConnection, id: Uuid) -> Result<Option<Payment>> {
     Ok(

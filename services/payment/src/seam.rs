@@ -1,14 +1,14 @@
 //! How a stored payment reaches the external API: the only place in this
 //! service where the mode forks.
 
-use common::events::Consumer;
+use common::events::{About, Consumer};
 use common::{Ctx, Delivery, Result};
 
 use crate::Payment;
 
 /// Sync: the payment's statement writes no event.
 #[cfg(not(feature = "async"))]
-pub const EVENT: Option<&str> = None;
+pub const EVENT: Option<About> = None;
 
 /// Sync: the payment is committed as `pending` (readable during the call),
 /// then the request waits for the external API on a worker thread.
@@ -23,9 +23,18 @@ pub async fn charge(ctx: &Ctx, payment: &Payment) -> Result<Delivery<Payment>> {
 pub const CONSUMERS: &[Consumer] = &[];
 
 /// Async: the pending payment's own statement writes its
-/// `payment.requested` event (`crate::REQUESTED`).
+/// `payment.requested` event: the [`PaymentRequest`](common::messages::PaymentRequest)
+/// that asks to settle it, built in SQL from the row. The test
+/// `payment::the_event_of_a_payment_is_the_payment_as_stored` holds it to
+/// the type's fields.
 #[cfg(feature = "async")]
-pub const EVENT: Option<&str> = Some("payment.requested");
+pub const EVENT: Option<About> = Some(About {
+    kind: "payment.requested",
+    payload: "jsonb_build_object('amount', new.amount_cents::float8 / 100,
+                  'currency', new.currency, 'order_id', new.order_id,
+                  'force_decline', new.force_decline, 'payment_id', new.id)",
+    accepted_at: "created_at",
+});
 
 /// Async: the event committed with the payment; a payment worker makes the
 /// external call later.

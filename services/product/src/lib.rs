@@ -113,13 +113,6 @@ impl Product {
 
 const COLUMNS: &str = "id, name, price_cents, stock, updated_at";
 
-/// [`Product::changed`] built in SQL from the updated row `new`, so that the
-/// update and its event are one statement (async mode). The test
-/// `fanout::the_event_of_an_update_is_the_product_as_updated` holds the two
-/// to the same fields and values.
-const CHANGED: &str = "jsonb_build_object('product_id', new.id, 'name', new.name, \
-     'stock', new.stock, 'price', new.price_cents::float8 / 100, 'updated_at', new.updated_at)";
-
 /// The seed's body is `{"name": ..., "stock": ...}`; any of the fields may be
 /// given, at least one must be.
 #[derive(Debug, Deserialize, Validate, ToSchema)]
@@ -177,7 +170,7 @@ async fn update(
     let price_cents = req.price.map(|p| (p * 100.0).round() as i64);
     // One statement that commits by itself; in async mode it also writes the
     // `product.changed` event about the row it updated to the outbox.
-    let send = common::events::sent_from_new(seam::EVENT.is_some(), 5, CHANGED, "updated_at");
+    let send = common::events::sent(seam::EVENT.as_ref(), 5);
     let sql = format!(
         "WITH new AS (
              UPDATE products SET name = COALESCE($2, name), stock = COALESCE($3, stock),
@@ -191,7 +184,7 @@ async fn update(
         .bind(name)
         .bind(req.stock)
         .bind(price_cents);
-    let product: Product = common::events::bind_sent(query, seam::EVENT)
+    let product: Product = common::events::bind_sent(query, seam::EVENT.as_ref())
         .fetch_optional(&ctx.db)
         .await?
         .ok_or_else(|| Error::not_found(format!("product {id}")))?;

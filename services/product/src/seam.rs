@@ -4,6 +4,7 @@
 #[cfg(not(feature = "async"))]
 use std::time::Instant;
 
+use common::events::About;
 #[cfg(not(feature = "async"))]
 use common::messages::ProductChanged;
 use common::{Ctx, Delivery, Result};
@@ -31,7 +32,7 @@ const TARGETS: [(&str, &str); 3] = [
 
 /// Sync: the update's statement writes no event.
 #[cfg(not(feature = "async"))]
-pub const EVENT: Option<&str> = None;
+pub const EVENT: Option<About> = None;
 
 /// Sync: the update has committed by itself; call search, cache and analytics one after another on
 /// one worker thread, each blocking until answered. A failed call is reported
@@ -64,10 +65,17 @@ pub async fn announce_update(ctx: &Ctx, product: &Product) -> Result<Delivery<Ve
     Ok(Delivery::Done(calls))
 }
 
-/// Async: the update's own statement writes one `product.changed` event
-/// about the row it updated (`crate::CHANGED`).
+/// Async: the update's own statement writes one `product.changed` event:
+/// [`Product::changed`](crate::Product::changed) built in SQL from the row it
+/// updated. The test `fanout::the_event_of_an_update_is_the_product_as_updated`
+/// holds the two to the same fields and values.
 #[cfg(feature = "async")]
-pub const EVENT: Option<&str> = Some("product.changed");
+pub const EVENT: Option<About> = Some(About {
+    kind: "product.changed",
+    payload: "jsonb_build_object('product_id', new.id, 'name', new.name, 'stock', new.stock,
+                  'price', new.price_cents::float8 / 100, 'updated_at', new.updated_at)",
+    accepted_at: "updated_at",
+});
 
 /// Async: the event committed with the update; search, cache and analytics
 /// each consume it from their own queue, in parallel.

@@ -134,12 +134,7 @@ async fn generate_report(
         .map_err(|_| Error::Invalid("REPORT_ITERATIONS is too large".into()))?;
     // One statement that commits by itself; in async mode it also writes
     // the `report.requested` event about the job to the outbox.
-    let send = common::events::sent_from_new(
-        seam::EVENT.is_some(),
-        4,
-        "jsonb_build_object('job_id', new.id)",
-        "created_at",
-    );
+    let send = common::events::sent(seam::EVENT.as_ref(), 4);
     let sql = format!(
         "WITH new AS (
              INSERT INTO jobs (id, report_type, status, iterations) VALUES ($1, $2, 'queued', $3)
@@ -151,7 +146,7 @@ async fn generate_report(
         .bind(Uuid::new_v4())
         .bind(&req.report_type)
         .bind(iterations);
-    let job: Job = common::events::bind_sent(query, seam::EVENT)
+    let job: Job = common::events::bind_sent(query, seam::EVENT.as_ref())
         .fetch_one(&ctx.db)
         .await?;
     match seam::submit(&ctx, &job).await? {

@@ -1,13 +1,13 @@
 //! Where a report's work runs: the only place in this service where the mode forks.
 
-use common::events::Consumer;
+use common::events::{About, Consumer};
 use common::{Ctx, Delivery, Result};
 
 use crate::Job;
 
 /// Sync: the job's statement writes no event.
 #[cfg(not(feature = "async"))]
-pub const EVENT: Option<&str> = None;
+pub const EVENT: Option<About> = None;
 
 /// Sync: the request itself waits while a worker thread hashes.
 #[cfg(not(feature = "async"))]
@@ -16,9 +16,13 @@ pub async fn submit(ctx: &Ctx, job: &Job) -> Result<Delivery<Job>> {
 }
 
 /// Async: the queued job's own statement writes its `report.requested`
-/// event (`{"job_id": …}`) to the outbox.
+/// event, which the report worker (`work`) reads.
 #[cfg(feature = "async")]
-pub const EVENT: Option<&str> = Some("report.requested");
+pub const EVENT: Option<About> = Some(About {
+    kind: "report.requested",
+    payload: "jsonb_build_object('job_id', new.id)",
+    accepted_at: "created_at",
+});
 
 /// Async: the event committed with the job; a report worker hashes it later.
 #[cfg(feature = "async")]

@@ -98,6 +98,14 @@ async fn an_unknown_product_is_404_and_nobody_hears_of_it() {
         .await;
 
     assert_eq!(status, 404, "{body}");
+    #[cfg(feature = "async")]
+    {
+        let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM product_service.outbox")
+            .fetch_one(&mut stack.db().await)
+            .await
+            .unwrap();
+        assert_eq!(sent, 0, "no event about a product that is not there");
+    }
     let (_, dropped) = stack.get("cache", "/invalidations?product_id=999").await;
     assert_eq!(dropped, json!([]));
     let (_, logged) = stack
@@ -221,7 +229,7 @@ async fn the_event_of_an_update_is_the_product_as_updated() {
         .fetch_one(&mut stack.db().await)
         .await
         .unwrap();
-        let sent: ProductChanged = lab_tests::helpers::sent_event(
+        let (sent, accepted_at): (ProductChanged, _) = lab_tests::helpers::sent_event(
             &stack,
             "product_service",
             "product.changed",
@@ -230,6 +238,7 @@ async fn the_event_of_an_update_is_the_product_as_updated() {
         )
         .await;
         assert_eq!(sent, row.changed());
+        assert_eq!(accepted_at, row.updated_at);
         assert_eq!(answer["price"], json!(sent.price), "{answer}");
     }
 }

@@ -171,7 +171,7 @@ async fn the_event_of_a_payment_is_the_payment_as_stored() {
         assert_eq!(status, 202, "{answer}");
         let id = answer["payment_id"].as_str().unwrap();
 
-        let sent: PaymentRequest = lab_tests::helpers::sent_event(
+        let (sent, accepted_at): (PaymentRequest, _) = lab_tests::helpers::sent_event(
             &stack,
             "payment_service",
             "payment.requested",
@@ -190,5 +190,6 @@ async fn the_event_of_a_payment_is_the_payment_as_stored() {
                 payment_id: Some(id.parse().unwrap()),
             }
         );
+        assert_eq!(accepted_at, time(&answer["created_at"]));
     }
 }

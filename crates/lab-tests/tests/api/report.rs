@@ -41,6 +41,21 @@ async fn a_report_ends_with_the_hash_of_its_fixed_work() {
     assert!(job["computation_time_seconds"].as_f64().unwrap() > 0.0);
     assert!(time(&job["started_at"]) >= time(&job["created_at"]));
     assert!(time(&job["completed_at"]) >= time(&job["started_at"]));
+    // Async: the job's statement wrote the one event the worker read.
+    #[cfg(feature = "async")]
+    {
+        let id = answer["job_id"].as_str().unwrap();
+        let (sent, accepted_at): (serde_json::Value, _) = lab_tests::helpers::sent_event(
+            &stack,
+            "report_service",
+            "report.requested",
+            "job_id",
+            id,
+        )
+        .await;
+        assert_eq!(sent, json!({"job_id": id}));
+        assert_eq!(accepted_at, time(&job["created_at"]));
+    }
 }
 
 #[tokio::test]
