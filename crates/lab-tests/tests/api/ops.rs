@@ -367,6 +367,56 @@ async fn the_phases_of_a_registration_show_where_its_time_went() {
     }
 }
 
+/// A product's update, a payment and a report job are each written in one
+/// statement that commits by itself, in async mode together with its event:
+/// the phases show the statement, and no BEGIN or COMMIT round trip.
+#[tokio::test]
+async fn a_write_and_its_event_are_one_statement_without_begin_or_commit() {
+    let stack = Stack::builder()
+        .var("PAYMENT_DELAY_MS", "10")
+        .var("REPORT_ITERATIONS", "1000")
+        .start()
+        .await;
+    stack
+        .put("product", "/products/1", json!({"stock": 5}))
+        .await;
+    stack
+        .post("payment", "/process_payment", json!({"amount": 1.5}))
+        .await;
+    stack
+        .post(
+            "report",
+            "/generate_report",
+            json!({"report_type": "daily"}),
+        )
+        .await;
+    let works = [
+        ("product", "PUT /products/{id}"),
+        ("payment", "POST /process_payment"),
+        ("report", "POST /generate_report"),
+    ];
+    let counted = lab_tests::eventually(std::time::Duration::from_secs(10), || async {
+        for (service, work) in works {
+            let text = metrics(&stack, service).await;
+            if !phase_counted(&text, service, "request", work, "db_statement", "with") {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    assert!(counted.is_some(), "each request's statement is counted");
+    for (service, work) in works {
+        let text = metrics(&stack, service).await;
+        for phase in ["db_begin", "db_commit"] {
+            assert!(
+                !phase_counted(&text, service, "request", work, phase, ""),
+                "{service} {work}: {phase}"
+            );
+        }
+    }
+}
+
 /// Sync: a declined order's saga writes each step with one statement that
 /// commits by itself, in the order service and in inventory: the phases
 /// show its statements and calls, and no BEGIN or COMMIT round trip.
