@@ -109,9 +109,7 @@ pub struct Broker {
     pub relay_poll: Duration,
     /// `REPORT_WORKERS`: reports hashed at once (default: the number of cores).
     pub report_workers: u16,
-    /// `CLICK_BATCH_SIZE`: most clicks published or stored as one batch.
-    pub click_batch_size: u16,
-    /// `CLICK_BATCH_MS`: longest wait for a batch of stored clicks to fill.
+    /// `CLICK_BATCH_MS`: longest wait for a delivery of click batches to fill.
     pub click_batch_wait: Duration,
 }
 
@@ -127,6 +125,9 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// `DB_ACQUIRE_TIMEOUT_MS`: how long a request waits for a pooled connection.
     pub db_acquire_timeout: Duration,
+    /// `CLICK_BATCH_SIZE`: most clicks written (sync) or published (async)
+    /// as one batch, and most messages the click consumer takes at once.
+    pub click_batch_size: u16,
     /// `SYNC_WORKERS`: threads per service for blocking work (the seed's 40).
     pub sync_workers: usize,
     /// `OUTBOUND_CONNECT_TIMEOUT_MS` and `OUTBOUND_TIMEOUT_MS` for calls to other services.
@@ -207,6 +208,7 @@ impl Settings {
             db_max_connections: env.positive("DB_MAX_CONNECTIONS", 8)?,
             db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS", 30_000)?,
             sync_workers: env.positive("SYNC_WORKERS", 40)?,
+            click_batch_size: env.positive("CLICK_BATCH_SIZE", 500)?,
             outbound_connect_timeout: millis("OUTBOUND_CONNECT_TIMEOUT_MS", 1_000)?,
             outbound_timeout: millis("OUTBOUND_TIMEOUT_MS", 30_000)?,
             body_limit: env.positive("BODY_LIMIT_BYTES", 64 * 1024)?,
@@ -252,7 +254,6 @@ impl Settings {
                     std::thread::available_parallelism()
                         .map_or(1, |n| u16::try_from(n.get()).unwrap_or(u16::MAX)),
                 )?,
-                click_batch_size: env.positive("CLICK_BATCH_SIZE", 500)?,
                 click_batch_wait: millis("CLICK_BATCH_MS", 20)?,
             },
             urls,

@@ -63,6 +63,26 @@ impl Error {
         }
     }
 
+    /// The same error for each request that shared the work which failed (a
+    /// batch): the same status and message; a 500 keeps its cause chain as text.
+    pub fn shared(&self) -> Self {
+        match self {
+            Error::Invalid(m) => Error::Invalid(m.clone()),
+            Error::NotFound(m) => Error::NotFound(m.clone()),
+            Error::Conflict(m) => Error::Conflict(m.clone()),
+            Error::Rejected { status, message } => Error::Rejected {
+                status: *status,
+                message: message.clone(),
+            },
+            Error::Unavailable(m) => Error::Unavailable(m.clone()),
+            Error::Body { status, body } => Error::Body {
+                status: *status,
+                body: body.clone(),
+            },
+            Error::Internal(e) => Error::Internal(anyhow::anyhow!("{e:#}")),
+        }
+    }
+
     pub fn not_found(what: impl std::fmt::Display) -> Self {
         Error::NotFound(format!("{what} not found"))
     }

@@ -228,7 +228,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 pub enum Handle {
     /// One message at a time (several at once, up to `CONSUMER_PREFETCH`).
     One(fn(Ctx, Incoming) -> BoxFuture<Result<()>>),
-    /// Batches of up to `CLICK_BATCH_SIZE` messages or `CLICK_BATCH_MS`.
+    /// Batches of up to the consumer's prefetch of messages, or what arrives in `CLICK_BATCH_MS`.
     Batch(fn(Ctx, Vec<Incoming>) -> BoxFuture<Result<()>>),
 }
 

@@ -68,10 +68,13 @@ pub enum Phase {
     Ack,
     /// A message's whole handling, from its delivery to its ack (async).
     Handled,
+    /// From joining a batch shared with other requests (a group commit of
+    /// clicks) to the batch being durable.
+    Batched,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 10] = [
+    pub const ALL: [Phase; 11] = [
         Phase::WorkerWait,
         Phase::Delay,
         Phase::DelayOvershoot,
@@ -82,6 +85,7 @@ impl Phase {
         Phase::Confirm,
         Phase::Ack,
         Phase::Handled,
+        Phase::Batched,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -96,6 +100,7 @@ impl Phase {
             Phase::Confirm => "confirm",
             Phase::Ack => "ack",
             Phase::Handled => "handled",
+            Phase::Batched => "batched",
         }
     }
 

@@ -96,7 +96,8 @@ pub fn entry(scenario: Scenario) -> Entry {
             None,
             &["analytics.clicks"],
             "services/analytics/src/seam.rs",
-            "Each click is one committed INSERT before the 200.",
+            "Each click is answered 200 once its INSERT is committed (clicks arriving together \
+             share one INSERT and its commit).",
             "Each click is answered 200 once the broker confirmed it (clicks arriving together \
              share a message); the consumer stores them in batches.",
         ),

@@ -1,7 +1,8 @@
 //! Analytics service: click ingestion (scenario 6) and the log of product
-//! updates (scenario 3). How a click becomes durable is the mode's business,
-//! in [`seam`].
+//! updates (scenario 3). Clicks are written in batches ([`batch`]); what
+//! makes a batch durable is the mode's business, in [`seam`].
 
+mod batch;
 mod seam;
 
 use std::collections::BTreeMap;
@@ -29,11 +30,11 @@ pub static SERVICE: ServiceDef = ServiceDef {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-/// The click path's shared part (async mode batches publishes) next to the context.
+/// The click batcher next to the context.
 #[derive(Clone, axum::extract::FromRef)]
 struct AppState {
     ctx: Ctx,
-    clicks: seam::Clicks,
+    clicks: batch::Clicks,
 }
 
 /// The service's routes, each registered with its documentation.
@@ -45,7 +46,7 @@ fn api() -> OpenApiRouter<AppState> {
 }
 
 fn routes(ctx: Ctx, background: &mut Background) -> Router {
-    let clicks = seam::Clicks::new(&ctx, background);
+    let clicks = batch::Clicks::new(&ctx, background);
     let (router, _) = api().split_for_parts();
     router.with_state(AppState { ctx, clicks })
 }
@@ -116,7 +117,7 @@ struct Tracked {
     request_body = Click,
     params(IdempotencyKey),
     responses(
-        (status = 200, description = "Tracked: the click's INSERT is committed (or was, under the same Idempotency-Key).", body = Tracked),
+        (status = 200, description = "Tracked: the INSERT of the click's batch is committed (or was, under the same Idempotency-Key).", body = Tracked),
         (status = 422, description = "`user_id` is negative, `page` is empty or longer than 200 characters, or the Idempotency-Key is not 1 to 255 visible ASCII characters.", body = common::ErrorBody),
     ),
 ))]
@@ -130,15 +131,50 @@ struct Tracked {
     ),
 ))]
 async fn track_click(
-    State(ctx): State<Ctx>,
-    State(clicks): State<seam::Clicks>,
+    State(clicks): State<batch::Clicks>,
     headers: axum::http::HeaderMap,
     JsonBody(click): JsonBody<Click>,
 ) -> Result<axum::Json<Value>> {
     click.validate()?;
     let key = idempotency_key(&headers)?;
-    seam::record_click(&ctx, &clicks, click, key).await?;
+    clicks.record(Keyed { click, key }).await?;
     Ok(axum::Json(json!({ "status": "tracked" })))
+}
+
+/// A click and its `Idempotency-Key`, as a batch carries it.
+#[derive(Serialize, Deserialize)]
+struct Keyed {
+    #[serde(flatten)]
+    click: Click,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+}
+
+/// Stores a batch of clicks in one INSERT; a key already stored (a retried
+/// click) stores nothing more. Returns how many were stored.
+async fn store<'e>(db: impl sqlx::PgExecutor<'e>, clicks: &[Keyed]) -> Result<u64> {
+    let (mut users, mut pages, mut keys) = (
+        Vec::with_capacity(clicks.len()),
+        Vec::with_capacity(clicks.len()),
+        Vec::with_capacity(clicks.len()),
+    );
+    for Keyed { click, key } in clicks {
+        users.push(click.user_id);
+        pages.push(click.page.as_str());
+        keys.push(key.as_deref());
+    }
+    let stored = sqlx::query(
+        "INSERT INTO clicks (user_id, page, idempotency_key)
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[])
+         ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(&users)
+    .bind(&pages)
+    .bind(&keys)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(stored)
 }
 
 /// Counts clicks answered 200 that stored nothing because their

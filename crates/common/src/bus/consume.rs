@@ -63,7 +63,7 @@ async fn consume(ctx: &Ctx, link: &Link, consumer: &'static Consumer) -> anyhow:
             Handle::Batch(f) => {
                 let mut batch = vec![delivery];
                 let deadline = tokio::time::Instant::now() + settings.click_batch_wait;
-                while batch.len() < usize::from(settings.click_batch_size) {
+                while batch.len() < usize::from((consumer.prefetch)(&ctx.settings)) {
                     match tokio::time::timeout_at(deadline, stream.next()).await {
                         Ok(Some(Ok(delivery))) => batch.push(delivery),
                         _ => break,

@@ -167,3 +167,77 @@ async fn a_malformed_idempotency_key_is_422_and_not_counted() {
     let (_, stats) = stack.get("analytics", "/clicks/stats").await;
     assert_eq!(stats["total"], 0);
 }
+
+/// Clicks that arrive together share a write (a group commit), and the
+/// modes differ in when a click is answered. A lock on the clicks table
+/// holds the first writes up while 60 clicks arrive. Sync: none is answered
+/// while the table is locked (a click waits for its commit), all are once
+/// it is free. Async: all are answered while it is locked (the broker holds
+/// them), and stored once it is free. In both, the rows show fewer writes
+/// than clicks: the rows of one INSERT share its transaction's `clicked_at`.
+#[tokio::test]
+async fn clicks_that_arrive_together_share_a_write() {
+    const CLICKS: usize = 60;
+    let stack = Stack::start().await;
+    let mut lock = stack.db().await;
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE analytics_service.clicks IN EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let mut clicks: Vec<_> = (0..CLICKS)
+        .map(|i| {
+            let request = stack
+                .http()
+                .post(stack.url("analytics", "/track_click"))
+                .json(&json!({"user_id": i, "page": "home"}))
+                .send();
+            tokio::spawn(async move { request.await.expect("sent").status().as_u16() })
+        })
+        .collect();
+    let held_up = lab_tests::eventually(std::time::Duration::from_secs(20), || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut stack.db().await)
+        .await
+        .unwrap();
+        (waiting > 0).then_some(())
+    })
+    .await;
+    assert!(held_up.is_some(), "a write of clicks waits for the lock");
+    let mut answers = Vec::new();
+    if cfg!(feature = "async") {
+        for click in &mut clicks {
+            answers.push(click.await.unwrap());
+        }
+    } else {
+        // Time for the other clicks to arrive and queue behind the held writes.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        assert!(
+            clicks.iter().all(|click| !click.is_finished()),
+            "a sync click is answered once it is committed"
+        );
+    }
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    if answers.is_empty() {
+        for click in &mut clicks {
+            answers.push(click.await.unwrap());
+        }
+    }
+    assert_eq!(answers, vec![Scenario::Click.expected(MODE); CLICKS]);
+    let stored = stack
+        .get_until("analytics", "/clicks/stats", |s| s["total"] == CLICKS)
+        .await;
+    assert_eq!(stored["total"], CLICKS, "{stored}");
+    let writes: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT clicked_at) FROM analytics_service.clicks")
+            .fetch_one(&mut stack.db().await)
+            .await
+            .unwrap();
+    assert!(
+        writes < CLICKS as i64 / 2,
+        "{CLICKS} clicks in {writes} writes"
+    );
+}
