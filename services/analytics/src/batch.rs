@@ -20,6 +20,15 @@ use crate::{Keyed, seam};
 /// Clicks waiting for a batch, at most; a request finding it full waits.
 const QUEUED: usize = 16_384;
 
+/// Batches in flight at once: half the service's pooled connections (in
+/// sync mode each batch holds one; in async mode the same number of
+/// publishes awaits its confirm), so `GET /clicks/stats` always finds one.
+fn in_flight(settings: &common::Settings) -> usize {
+    usize::try_from(settings.db_max_connections / 2)
+        .unwrap_or(usize::MAX)
+        .max(1)
+}
+
 type Waiter = oneshot::Sender<Result<()>>;
 
 #[derive(Clone)]
@@ -55,7 +64,7 @@ impl Clicks {
 
 async fn run(ctx: Ctx, mut rx: mpsc::Receiver<(Keyed, Waiter)>) {
     let max = usize::from(ctx.settings.click_batch_size);
-    let in_flight = Arc::new(Semaphore::new(seam::in_flight(&ctx.settings)));
+    let in_flight = Arc::new(Semaphore::new(in_flight(&ctx.settings)));
     let batches = TaskTracker::new();
     loop {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {

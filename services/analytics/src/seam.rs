@@ -2,26 +2,17 @@
 //! the only place in this service where the mode forks.
 
 use common::events::Consumer;
-use common::{Ctx, Result, Settings};
+use common::{Ctx, Result};
 
 use crate::Keyed;
 
 /// Sync: a batch is one INSERT, committed before any of its clicks is
-/// answered; a key already stored stores nothing more. Up to half the pool
-/// is writing batches at once.
+/// answered; a key already stored stores nothing more.
 #[cfg(not(feature = "async"))]
 pub async fn flush(ctx: &Ctx, clicks: Vec<Keyed>) -> Result<()> {
     let stored = crate::store(&ctx.db, &clicks).await?;
     crate::deduplicated(ctx, clicks.len() as u64 - stored);
     Ok(())
-}
-
-/// Sync: batches written at once.
-#[cfg(not(feature = "async"))]
-pub fn in_flight(settings: &Settings) -> usize {
-    usize::try_from(settings.db_max_connections / 2)
-        .unwrap_or(usize::MAX)
-        .max(1)
 }
 
 #[cfg(not(feature = "async"))]
@@ -45,8 +36,7 @@ pub const CONSUMERS: &[Consumer] = &[
 
 /// Async: a batch is one message, published durably (the broker's confirm)
 /// before any of its clicks is answered; the consumer stores each delivery
-/// of up to `CLICK_BATCH_SIZE` messages in one transaction. Up to eight
-/// publishes are in flight at once.
+/// of up to `CLICK_BATCH_SIZE` messages in one transaction.
 #[cfg(feature = "async")]
 pub async fn flush(ctx: &Ctx, clicks: Vec<Keyed>) -> Result<()> {
     let envelope = common::bus::Envelope {
@@ -57,12 +47,6 @@ pub async fn flush(ctx: &Ctx, clicks: Vec<Keyed>) -> Result<()> {
     };
     let body = serde_json::to_vec(&ClickBatch { clicks }).map_err(anyhow::Error::from)?;
     ctx.bus.publish_durably(&envelope, &body, PATIENCE).await
-}
-
-/// Async: publishes in flight at once.
-#[cfg(feature = "async")]
-pub fn in_flight(_: &Settings) -> usize {
-    8
 }
 
 /// How long a click whose publish outcome is unknown (connection lost
