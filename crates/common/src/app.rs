@@ -49,7 +49,7 @@ pub struct ServiceDef {
 
 /// The long-running work a service does besides answering requests (the
 /// broker supervisor with its consumers, the outbox relay, the saga
-/// follow-ups, the click publisher): declared while the service is built,
+/// follow-ups, the click batcher): declared while the service is built,
 /// started when it runs, and awaited when it stops. Building a router starts
 /// nothing.
 #[derive(Default)]

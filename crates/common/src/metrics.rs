@@ -85,7 +85,7 @@ fn describe() {
     describe_histogram!(
         crate::phases::METRIC,
         Unit::Seconds,
-        "Phases of the work (docs/metrics.md): pool wait, statements, commits, worker wait, delays, calls, publish, confirm, ack; by service, within (request, message, background), phase and peer"
+        "Phases of the work (docs/metrics.md): pool wait, statements, commits, worker wait, delays, calls, publish, confirm, ack, a click's wait for its batch; by service, within (request, message, background), phase and peer"
     );
     describe_gauge!(
         "sync_workers_busy",

@@ -6,7 +6,8 @@
 //! sync worker pool's wait, a simulated delay and how far it overshot, an
 //! outbound call and the part of it the callee did not spend answering
 //! (its peer: the callee; a statement's peer is its verb, `insert`...),
-//! `BEGIN`, publish, confirm, ack, a message's whole handling). [`layer`]
+//! `BEGIN`, publish, confirm, ack, a message's whole handling, a click's
+//! wait for its batch). [`layer`]
 //! turns them into `phase_seconds{service, mode, within, work, phase, peer}`;
 //! the service, whether the phase ran while answering a `request`, handling
 //! a `message` or in `background` work, and which (`work`: the route with

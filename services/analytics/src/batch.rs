@@ -2,16 +2,17 @@
 //! joined, and clicks arriving while batches are in flight share the next
 //! one (up to `CLICK_BATCH_SIZE`), so that no click waits for a timer and a
 //! busy service makes one durable write per batch rather than per click.
-//! What makes a batch durable is the mode's business ([`seam::flush`]: one
-//! committed INSERT in sync mode, one confirmed publish in async mode); a
-//! click is answered only once its batch is.
+//! What makes a batch durable, and how many may be in flight, is the mode's
+//! business ([`seam::flush`]: one committed INSERT in sync mode, one
+//! confirmed publish in async mode); a click is answered only once its
+//! batch is.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use common::phases::{self, Phase};
 use common::{Background, Ctx, Error, Result};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Mutex, Semaphore, mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
@@ -20,16 +21,8 @@ use crate::{Keyed, seam};
 /// Clicks waiting for a batch, at most; a request finding it full waits.
 const QUEUED: usize = 16_384;
 
-/// Batches in flight at once: half the service's pooled connections (in
-/// sync mode each batch holds one; in async mode the same number of
-/// publishes awaits its confirm), so `GET /clicks/stats` always finds one.
-fn in_flight(settings: &common::Settings) -> usize {
-    usize::try_from(settings.db_max_connections / 2)
-        .unwrap_or(usize::MAX)
-        .max(1)
-}
-
 type Waiter = oneshot::Sender<Result<()>>;
+type Queue = Arc<Mutex<mpsc::Receiver<(Keyed, Waiter)>>>;
 
 #[derive(Clone)]
 pub struct Clicks {
@@ -62,23 +55,28 @@ impl Clicks {
     }
 }
 
-async fn run(ctx: Ctx, mut rx: mpsc::Receiver<(Keyed, Waiter)>) {
+async fn run(ctx: Ctx, rx: mpsc::Receiver<(Keyed, Waiter)>) {
     let max = usize::from(ctx.settings.click_batch_size);
-    let in_flight = Arc::new(Semaphore::new(in_flight(&ctx.settings)));
+    let in_flight = Arc::new(Semaphore::new(seam::in_flight(&ctx.settings)));
+    let queue: Queue = Arc::new(Mutex::new(rx));
     let batches = TaskTracker::new();
     loop {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            break;
-        };
-        let mut batch = Vec::with_capacity(max);
-        if rx.recv_many(&mut batch, max).await == 0 {
+        let permit = Arc::clone(&in_flight)
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let mut batch = Vec::new();
+        if queue.lock().await.recv_many(&mut batch, max).await == 0 {
             break;
         }
-        let ctx = ctx.clone();
+        let (ctx, queue) = (ctx.clone(), Arc::clone(&queue));
         batches.spawn(
             async move {
                 let (clicks, waiters): (Vec<Keyed>, Vec<Waiter>) = batch.into_iter().unzip();
                 let outcome = seam::flush(&ctx, clicks).await;
+                if let Err(unreachable @ Error::Unavailable(_)) = &outcome {
+                    fail_queued(&queue, unreachable);
+                }
                 drop(permit);
                 for waiter in waiters {
                     let _ = waiter.send(outcome.as_ref().map_err(Error::shared).copied());
@@ -89,4 +87,17 @@ async fn run(ctx: Ctx, mut rx: mpsc::Receiver<(Keyed, Waiter)>) {
     }
     batches.close();
     batches.wait().await;
+}
+
+/// The database (sync) or the broker (async) could not be reached: the
+/// clicks queued behind the batch that found it out get the same answer
+/// now, unwritten, instead of each batch waiting out the same timeout in
+/// turn. When the batcher is waiting for clicks (it holds the queue),
+/// none is queued.
+fn fail_queued(queue: &Queue, error: &Error) {
+    if let Ok(mut queued) = queue.try_lock() {
+        while let Ok((_, waiter)) = queued.try_recv() {
+            let _ = waiter.send(Err(error.shared()));
+        }
+    }
 }

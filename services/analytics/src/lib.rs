@@ -152,7 +152,7 @@ struct Keyed {
 
 /// Stores a batch of clicks in one INSERT; a key already stored (a retried
 /// click) stores nothing more. Returns how many were stored.
-async fn store<'e>(db: impl sqlx::PgExecutor<'e>, clicks: &[Keyed]) -> Result<u64> {
+async fn insert_clicks<'e>(db: impl sqlx::PgExecutor<'e>, clicks: &[Keyed]) -> Result<u64> {
     let (mut users, mut pages, mut keys) = (
         Vec::with_capacity(clicks.len()),
         Vec::with_capacity(clicks.len()),

@@ -28,12 +28,10 @@ pub(super) async fn run(ctx: Ctx, link: Link, consumer: &'static Consumer) {
 async fn consume(ctx: &Ctx, link: &Link, consumer: &'static Consumer) -> anyhow::Result<()> {
     use futures_util::StreamExt;
     let settings = ctx.bus.settings().clone();
+    let prefetch = (consumer.prefetch)(&ctx.settings);
     let channel = link.connection.create_channel().await?;
     channel
-        .basic_qos(
-            (consumer.prefetch)(&ctx.settings),
-            BasicQosOptions::default(),
-        )
+        .basic_qos(prefetch, BasicQosOptions::default())
         .await?;
     let tag = format!("{}-{}", ctx.name(), Uuid::new_v4().simple());
     let mut stream = channel
@@ -63,7 +61,7 @@ async fn consume(ctx: &Ctx, link: &Link, consumer: &'static Consumer) -> anyhow:
             Handle::Batch(f) => {
                 let mut batch = vec![delivery];
                 let deadline = tokio::time::Instant::now() + settings.click_batch_wait;
-                while batch.len() < usize::from((consumer.prefetch)(&ctx.settings)) {
+                while batch.len() < usize::from(prefetch) {
                     match tokio::time::timeout_at(deadline, stream.next()).await {
                         Ok(Some(Ok(delivery))) => batch.push(delivery),
                         _ => break,

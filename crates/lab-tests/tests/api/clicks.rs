@@ -195,22 +195,31 @@ async fn clicks_that_arrive_together_share_a_write() {
             tokio::spawn(async move { request.await.expect("sent").status().as_u16() })
         })
         .collect();
-    let held_up = lab_tests::eventually(std::time::Duration::from_secs(20), || async {
+    let mut watch = stack.db().await;
+    let mut held_up = false;
+    for _ in 0..1_000 {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+             WHERE datname = current_database() AND wait_event_type = 'Lock'
+               AND query ILIKE '%INSERT INTO clicks%'",
         )
-        .fetch_one(&mut stack.db().await)
+        .fetch_one(&mut watch)
         .await
         .unwrap();
-        (waiting > 0).then_some(())
-    })
-    .await;
-    assert!(held_up.is_some(), "a write of clicks waits for the lock");
+        if waiting > 0 {
+            held_up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(held_up, "a write of clicks waits for the lock");
     let mut answers = Vec::new();
     if cfg!(feature = "async") {
         for click in &mut clicks {
-            answers.push(click.await.unwrap());
+            let answer = tokio::time::timeout(std::time::Duration::from_secs(30), click)
+                .await
+                .expect("an async click is answered while the table is locked");
+            answers.push(answer.unwrap());
         }
     } else {
         // Time for the other clicks to arrive and queue behind the held writes.
@@ -233,11 +242,48 @@ async fn clicks_that_arrive_together_share_a_write() {
     assert_eq!(stored["total"], CLICKS, "{stored}");
     let writes: i64 =
         sqlx::query_scalar("SELECT count(DISTINCT clicked_at) FROM analytics_service.clicks")
-            .fetch_one(&mut stack.db().await)
+            .fetch_one(&mut watch)
             .await
             .unwrap();
     assert!(
         writes < CLICKS as i64 / 2,
         "{CLICKS} clicks in {writes} writes"
     );
+}
+
+/// Without its database, sync click ingestion stops and async's does not:
+/// sync answers every click 503 `database unavailable` (and stores none),
+/// async answers 200 (the broker holds the clicks until the consumer can
+/// store them).
+#[tokio::test]
+async fn without_the_database_sync_clicks_are_503_and_async_clicks_are_200() {
+    let stack = Stack::builder()
+        .var("DB_ACQUIRE_TIMEOUT_MS", "1000")
+        .start()
+        .await;
+    stack.lose_database().await;
+    let clicks = (0..30).map(|i| {
+        let request = stack
+            .http()
+            .post(stack.url("analytics", "/track_click"))
+            .json(&json!({"user_id": i, "page": "home"}))
+            .send();
+        async move {
+            let response = request.await.expect("sent");
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<serde_json::Value>().await.expect("json"),
+            )
+        }
+    });
+    let answers = run_all(clicks).await;
+    for (status, body) in answers {
+        if cfg!(feature = "async") {
+            assert_eq!(status, 200, "{body}");
+        } else {
+            assert_eq!(status, 503, "{body}");
+            assert_eq!(body["detail"], "database unavailable", "{body}");
+        }
+    }
 }
