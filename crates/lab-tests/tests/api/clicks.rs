@@ -252,9 +252,8 @@ async fn clicks_that_arrive_together_share_a_write() {
 }
 
 /// Without its database, sync click ingestion stops and async's does not:
-/// sync answers every click 503 `database unavailable` (and stores none),
-/// async answers 200 (the broker holds the clicks until the consumer can
-/// store them).
+/// sync answers every click 503 `database unavailable`, async answers 200
+/// (the broker holds the clicks until the consumer can store them).
 #[tokio::test]
 async fn without_the_database_sync_clicks_are_503_and_async_clicks_are_200() {
     let stack = Stack::builder()
