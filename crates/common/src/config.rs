@@ -161,6 +161,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Half the service's pool (`DB_MAX_CONNECTIONS`), at least one: what
+    /// background work that holds a connection per unit (a consumer's
+    /// messages, a batch of clicks) may take at once, so that requests
+    /// still find a connection while it is busy.
+    pub fn half_the_pool(&self) -> u32 {
+        (self.db_max_connections / 2).max(1)
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(std::env::vars())

@@ -251,8 +251,8 @@ pub fn prefetch(settings: &crate::Settings) -> u16 {
 /// the requests still find a connection and the queue, not the pool, holds
 /// what waits.
 pub fn db_bound_prefetch(settings: &crate::Settings) -> u16 {
-    let half = u16::try_from(settings.db_max_connections / 2).unwrap_or(u16::MAX);
-    settings.broker.prefetch.min(half.max(1))
+    let half = u16::try_from(settings.half_the_pool()).unwrap_or(u16::MAX);
+    settings.broker.prefetch.min(half)
 }
 
 /// Records that an async operation of `scenario` is finished: the time from

@@ -15,13 +15,10 @@ pub async fn flush(ctx: &Ctx, clicks: Vec<Keyed>) -> Result<()> {
     Ok(())
 }
 
-/// Sync: batches written at once, each on a pooled connection: half the
-/// pool, so that other requests still find one.
+/// Sync: batches written at once, each on a pooled connection.
 #[cfg(not(feature = "async"))]
 pub fn in_flight(settings: &Settings) -> usize {
-    usize::try_from(settings.db_max_connections / 2)
-        .unwrap_or(usize::MAX)
-        .max(1)
+    usize::try_from(settings.half_the_pool()).unwrap_or(usize::MAX)
 }
 
 #[cfg(not(feature = "async"))]
