@@ -89,6 +89,17 @@ async fn metrics_count_requests_by_route_and_status() {
     );
     assert!(text.contains("db_pool_connections_in_use"), "{text}");
     assert!(
+        phase_counted(
+            &text,
+            "analytics",
+            "request",
+            "POST /track_click",
+            "batched",
+            ""
+        ),
+        "a click's wait for its batch is a phase: {text}"
+    );
+    assert!(
         !text.contains(r#"service="user""#),
         "each service shows only its own series"
     );
