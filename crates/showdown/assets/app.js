@@ -364,7 +364,9 @@ function drawChart(xmax) {
   svg.setAttribute("preserveAspectRatio", "none");
   if (!race) return;
   const span = Math.max(xmax, ...race.timeline.map((s) => s.t), 1);
-  const step = Math.max(250, span / 40);
+  // Forty buckets over the race, however short: a race of a few hundred ms
+  // still shows when each lane finished, not one line from start to end.
+  const step = span / 40;
   const buckets = Math.ceil(span / step) + 1;
   const rates = race.lanes.map((lane) => {
     const counts = new Array(buckets).fill(0);
@@ -379,14 +381,17 @@ function drawChart(xmax) {
   const x = (t) => (t / span) * width;
   // A margin, so a line at its top or at zero stays in sight.
   const y = (v, top) => height - 4 - (v / top) * (height - 14);
-  const line = (points, colour, dash) => svg.append(svgEl("polyline", {
+  const line = (points, colour, dash, width = 2, attrs = {}) => svg.append(svgEl("polyline", {
+    ...attrs,
     points: points.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" "),
-    fill: "none", stroke: colour, "stroke-width": 2, "vector-effect": "non-scaling-stroke",
+    fill: "none", stroke: colour, "stroke-width": width, "vector-effect": "non-scaling-stroke",
     ...(dash ? { "stroke-dasharray": "4 3" } : {}),
   }));
   race.lanes.forEach((lane, i) => {
     if (!lane.running) return;
-    line(rates[i].map((r, b) => [x(b * step), y(r, topRate)]), i === 0 ? "var(--sync)" : "var(--async)");
+    // Sync is drawn wider, under async: where the two lanes finish alike,
+    // sync still shows on both sides of the async line.
+    line(rates[i].map((r, b) => [x(b * step), y(r, topRate)]), i === 0 ? "var(--sync)" : "var(--async)", false, i === 0 ? 5 : 2, { "data-lane": lane.mode });
   });
   if (depth.length) line(depth.map((s) => [x(s.t), y(s.async_depth, topDepth)]), "#7a7a86", true);
   // The measured peaks (the scales' floor of 1 only keeps an empty chart drawable).

@@ -89,6 +89,12 @@ test("the race page races both modes, measured", async (t) => {
       assert.equal(String(sent), await figure(page, lane, "finished"), `${lane}: users with their email`);
       assert.equal(await figure(page, lane, "lost"), "0");
     }
+    // A race of ten lasts about a second: the load-levelling chart still
+    // draws each lane over its forty buckets, not one line from start to end.
+    const lines = await page.$$eval("#chart polyline[data-lane]",
+      (ls) => ls.map((l) => [l.dataset.lane, l.getAttribute("points").split(" ").length]));
+    assert.deepEqual(lines.map(([mode]) => mode), ["sync", "async"]);
+    for (const [mode, points] of lines) assert.ok(points >= 40, `${mode}: ${points} points`);
     await page.screenshot({ path: `${SHOTS}/race-registration.png`, fullPage: true });
   });
 
