@@ -288,6 +288,12 @@ function drawGauges(index, root) {
   const box = $(".gauges", root);
   box.replaceChildren();
   if (!gauges) return;
+  // Gauges of another scenario (sampled before this race began: once a second
+  // between races) would be read as this race's: wait for the next sample.
+  if (race && gauges.scenario !== race.scenario) {
+    box.textContent = "sampling the stack…";
+    return;
+  }
   if (index === 0 && gauges.sync) {
     const w = gauges.sync;
     box.textContent = `${w.service} workers: ${w.busy} busy of ${w.max}, ${w.waiting} requests waiting for one`;
