@@ -387,19 +387,19 @@ function drawChart(xmax) {
   const x = (t) => (t / span) * width;
   // A margin, so a line at its top or at zero stays in sight.
   const y = (v, top) => height - 4 - (v / top) * (height - 14);
-  const line = (points, colour, dash, width = 2, attrs = {}) => svg.append(svgEl("polyline", {
-    ...attrs,
+  const line = (points, stroke, extra = {}) => svg.append(svgEl("polyline", {
     points: points.map(([px, py]) => `${px.toFixed(1)},${py.toFixed(1)}`).join(" "),
-    fill: "none", stroke: colour, "stroke-width": width, "vector-effect": "non-scaling-stroke",
-    ...(dash ? { "stroke-dasharray": "4 3" } : {}),
+    fill: "none", stroke, "stroke-width": 2, "vector-effect": "non-scaling-stroke",
+    ...extra,
   }));
   race.lanes.forEach((lane, i) => {
     if (!lane.running) return;
     // Sync is drawn wider, under async: where the two lanes finish alike,
     // sync still shows on both sides of the async line.
-    line(rates[i].map((r, b) => [x(b * step), y(r, topRate)]), i === 0 ? "var(--sync)" : "var(--async)", false, i === 0 ? 5 : 2, { "data-lane": lane.mode });
+    line(rates[i].map((r, b) => [x(b * step), y(r, topRate)]), i === 0 ? "var(--sync)" : "var(--async)",
+      { "data-lane": lane.mode, ...(i === 0 ? { "stroke-width": 5 } : {}) });
   });
-  if (depth.length) line(depth.map((s) => [x(s.t), y(s.async_depth, topDepth)]), "#7a7a86", true);
+  if (depth.length) line(depth.map((s) => [x(s.t), y(s.async_depth, topDepth)]), "#7a7a86", { "stroke-dasharray": "4 3" });
   // The measured peaks (the scales' floor of 1 only keeps an empty chart drawable).
   const peakRate = Math.max(0, ...rates.flat());
   const peakDepth = Math.max(0, ...depth.map((s) => s.async_depth));
