@@ -288,8 +288,8 @@ function drawGauges(index, root) {
   const box = $(".gauges", root);
   box.replaceChildren();
   if (!gauges) return;
-  // Gauges of another scenario (sampled before this race began: once a second
-  // between races) would be read as this race's: wait for the next sample.
+  // Gauges of another scenario (the sample taken as this race began may have
+  // read the previous one's) would be read as this race's: wait for the next.
   if (race && gauges.scenario !== race.scenario) {
     box.textContent = "sampling the stack…";
     return;
@@ -297,6 +297,8 @@ function drawGauges(index, root) {
   if (index === 0 && gauges.sync) {
     const w = gauges.sync;
     box.textContent = `${w.service} workers: ${w.busy} busy of ${w.max}, ${w.waiting} requests waiting for one`;
+  } else if (index === 0) {
+    box.textContent = "workers: the service's /metrics did not answer";
   }
   if (index === 1 && gauges.async) {
     const table = el("table");

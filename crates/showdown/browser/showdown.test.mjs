@@ -95,6 +95,12 @@ test("the race page races both modes, measured", async (t) => {
       (ls) => ls.map((l) => [l.dataset.lane, l.getAttribute("points").split(" ").length]));
     assert.deepEqual(lines.map(([mode]) => mode), ["sync", "async"]);
     for (const [mode, points] of lines) assert.ok(points >= 40, `${mode}: ${points} points`);
+    // The gauges are the registration's own: the user service's workers and
+    // the email queue (sampled again the moment the race began).
+    await page.waitForFunction(() =>
+      document.querySelector("#lane-sync .gauges")?.textContent.startsWith("user workers:")
+        && document.querySelector('#lane-async .gauges [data-queue="email.send"]'),
+    null, { timeout: 5000 });
     await page.screenshot({ path: `${SHOTS}/race-registration.png`, fullPage: true });
   });
 

@@ -33,7 +33,7 @@ use futures_util::Stream;
 use loadgen::scenario::{ALL, Scenario};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -132,6 +132,9 @@ pub struct Shared {
     stop_hint: String,
     tasks: TaskTracker,
     shutdown: CancellationToken,
+    /// Wakes the sampler at once (a race started): its first gauges are of
+    /// the race's scenario, not up to a second later.
+    resample: Notify,
 }
 
 impl Shared {
@@ -248,6 +251,7 @@ pub async fn run_with(
         stop_hint: config.stop_hint.clone(),
         tasks: TaskTracker::new(),
         shutdown: CancellationToken::new(),
+        resample: Notify::new(),
     });
     shared.tasks.spawn(sample(Arc::clone(&shared)));
     shared.tasks.spawn(flusher(Arc::clone(&shared)));
@@ -401,6 +405,7 @@ async fn start_race(
         id
     };
     shared.stop_following.store(false, Ordering::SeqCst);
+    shared.resample.notify_one();
     shared.publish_race();
     shared.tasks.spawn(race::run(Arc::clone(&shared), scenario));
     Ok((
@@ -523,7 +528,8 @@ async fn flusher(shared: Arc<Shared>) {
 
 /// Samples the gauges: each lane's worker pool and the async queues of the
 /// current scenario, four times a second during a race, once a second
-/// otherwise; what a race sees goes into its timeline too.
+/// otherwise, and at once when a race starts; what a race sees goes into its
+/// timeline too.
 async fn sample(shared: Arc<Shared>) {
     loop {
         // Read under the lock, not cloned: the race holds every row.
@@ -565,6 +571,7 @@ async fn sample(shared: Arc<Shared>) {
         tokio::select! {
             () = shared.shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(pause)) => {}
+            () = shared.resample.notified() => {}
         }
     }
 }
