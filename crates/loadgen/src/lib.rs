@@ -10,6 +10,7 @@ pub mod completion;
 pub mod drive;
 pub mod exposition;
 pub mod fault;
+pub mod floor;
 pub mod reconcile;
 pub mod scenario;
 pub mod smoke;

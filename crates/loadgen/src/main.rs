@@ -32,6 +32,11 @@ enum Cmd {
     Run(RunArgs),
     /// Resident memory of every running `*-service` process.
     Memory,
+    /// What this machine charges now for each piece of a sync request (a
+    /// worker hand-off, a loopback HTTP call, a PostgreSQL round trip, a
+    /// committed INSERT, a timer's overshoot), each alone: the floor under
+    /// the breakdown a run prints.
+    Floor(loadgen::floor::FloorArgs),
     /// Sends `--count` requests of one scenario at once, as the race page
     /// does, and shows their answered times and the part of each spent
     /// outside the service's handler (its `Server-Timing`): the page's
@@ -416,6 +421,7 @@ async fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Cmd::Run(args) => run(args).await,
         Cmd::Memory => memory(),
+        Cmd::Floor(args) => loadgen::floor::run(args).await,
         Cmd::Burst {
             scenario,
             count,
