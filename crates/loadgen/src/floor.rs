@@ -49,7 +49,7 @@ pub const PAUSE: Duration = Duration::from_millis(50);
 pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
     let pieces = measure(&args).await?;
     println!(
-        "{:<48} {:>19} {:>24}",
+        "{:<48} {:>19} {:>22}",
         "piece (one at a time)", "back to back", "after 50 ms idle"
     );
     println!(
@@ -69,7 +69,7 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "(the least each piece of a request costs on this machine now, without load; after idle, the threads and PostgreSQL's backend were asleep, as they are around a simulated delay. The breakdown after a run counts how many of each a request made.)"
+        "(each piece alone, without load, on this machine now: the floor under the breakdown a run prints, which counts how many of each a request made. After idle, the threads and PostgreSQL's backend were asleep, as they are around a simulated delay. The timers' rows are time past the delay asked for; on a short series p99 is its largest.)"
     );
     Ok(())
 }
@@ -274,13 +274,21 @@ impl Scratch {
     }
 
     async fn drop(self) {
-        if let Ok(mut admin) = PgConnection::connect_with(&self.admin).await {
-            let _ = sqlx::query(&format!(
+        let dropped = match PgConnection::connect_with(&self.admin).await {
+            Ok(mut admin) => sqlx::query(&format!(
                 r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#,
                 self.name
             ))
             .execute(&mut admin)
-            .await;
+            .await
+            .map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = dropped {
+            eprintln!(
+                "lab-load floor: could not drop its database {}: {e}",
+                self.name
+            );
         }
     }
 }

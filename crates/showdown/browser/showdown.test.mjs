@@ -96,7 +96,7 @@ test("the race page races both modes, measured", async (t) => {
     assert.deepEqual(lines.map(([mode]) => mode), ["sync", "async"]);
     for (const [mode, points] of lines) assert.ok(points >= 40, `${mode}: ${points} points`);
     // The gauges are the registration's own: the user service's workers and
-    // the email queue (sampled again the moment the race began).
+    // the email queue, not the previous scenario's.
     await page.waitForFunction(() =>
       document.querySelector("#lane-sync .gauges")?.textContent.startsWith("user workers:")
         && document.querySelector('#lane-async .gauges [data-queue="email.send"]'),

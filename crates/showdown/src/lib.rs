@@ -402,6 +402,9 @@ async fn start_race(
         }
         let id = shared.next_id.fetch_add(1, Ordering::SeqCst);
         *race = Some(Race::new(id, scenario, count, running));
+        // The previous race's clock would time this one's first samples
+        // (taken before its requests leave): no clock until they do.
+        *shared.clock.lock().unwrap_or_else(|p| p.into_inner()) = None;
         id
     };
     shared.stop_following.store(false, Ordering::SeqCst);
