@@ -17,7 +17,8 @@ pub mod inbound;
 pub mod messages;
 pub mod metrics;
 pub mod openapi;
-#[cfg(not(feature = "async"))]
+/// Sync mode's client, built in both: only sync services call with it, and
+/// `lab-load floor` times it whichever build it is.
 pub mod outbound;
 pub mod phases;
 pub mod services;
