@@ -57,6 +57,32 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Drops the database named in `url`, if it exists, closing its connections:
+/// a run's or a probe's scratch database, afterwards (or left by one that
+/// was interrupted, before).
+pub async fn drop_database(url: &str) -> anyhow::Result<()> {
+    let options = options(url)?;
+    let name = options
+        .get_database()
+        .context("the URL names no database")?
+        .to_owned();
+    let mut admin = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach Postgres at {}", redact(url)))?;
+    sqlx::query(&format!(
+        r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#,
+        name.replace('"', "\"\"")
+    ))
+    .execute(&mut admin)
+    .await
+    .with_context(|| format!("cannot drop database {name}"))?;
+    admin.close().await.ok();
+    Ok(())
+}
+
 /// PostgreSQL's connection slots as seen from `url`: how many it allows this
 /// role (`max_connections`, less the slots reserved for superusers unless the
 /// role is one) and how many client connections are open now.

@@ -473,15 +473,9 @@ impl Drop for Stack {
             rt.block_on(async {
                 #[cfg(feature = "async")]
                 broker::Broker { prefix }.delete_all().await;
-                let mut admin = PgConnection::connect(&format!("{}/postgres", server_url()))
+                common::db::drop_database(&format!("{}/{database}", server_url()))
                     .await
-                    .ok()?;
-                sqlx::query(&format!(
-                    r#"DROP DATABASE IF EXISTS "{database}" WITH (FORCE)"#
-                ))
-                .execute(&mut admin)
-                .await
-                .ok()
+                    .ok()
             })
         });
         let _ = dropped.join();

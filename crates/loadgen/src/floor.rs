@@ -9,10 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use common::outbound::Outbound;
 use common::workers::Workers;
-use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 use crate::stats::{human, nearest_rank};
@@ -115,7 +113,7 @@ pub async fn measure(args: &FloorArgs) -> anyhow::Result<Vec<Piece>> {
 
     let scratch = Scratch::create(&args.postgres).await?;
     let measured = async {
-        let mut db = PgConnection::connect_with(&scratch.options()).await?;
+        let mut db = PgConnection::connect(&scratch.url).await?;
         sqlx::query(
             "CREATE TABLE probe (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())",
         )
@@ -246,49 +244,22 @@ fn echo_server() -> anyhow::Result<(String, tokio::sync::oneshot::Sender<()>)> {
 
 /// A database of the probe's own, dropped afterwards.
 struct Scratch {
-    admin: PgConnectOptions,
-    name: String,
+    url: String,
 }
 
 impl Scratch {
     async fn create(postgres: &str) -> anyhow::Result<Scratch> {
         let name = format!("lab_floor_{}", std::process::id());
-        let admin: PgConnectOptions = postgres
-            .parse()
-            .context("--postgres is not a Postgres URL")?;
-        let mut conn = PgConnection::connect_with(&admin)
-            .await
-            .context("cannot reach PostgreSQL")?;
-        sqlx::query(&format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))
-            .execute(&mut conn)
-            .await?;
-        sqlx::query(&format!(r#"CREATE DATABASE "{name}""#))
-            .execute(&mut conn)
-            .await?;
-        conn.close().await.ok();
-        Ok(Scratch { admin, name })
-    }
-
-    fn options(&self) -> PgConnectOptions {
-        self.admin.clone().database(&self.name)
+        let url = crate::stack::database_url(postgres, &name);
+        // One an interrupted probe of the same pid left would hold the table.
+        common::db::drop_database(&url).await?;
+        common::db::ensure_database(&url).await?;
+        Ok(Scratch { url })
     }
 
     async fn drop(self) {
-        let dropped = match PgConnection::connect_with(&self.admin).await {
-            Ok(mut admin) => sqlx::query(&format!(
-                r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#,
-                self.name
-            ))
-            .execute(&mut admin)
-            .await
-            .map(drop),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = dropped {
-            eprintln!(
-                "lab-load floor: could not drop its database {}: {e}",
-                self.name
-            );
+        if let Err(e) = common::db::drop_database(&self.url).await {
+            eprintln!("lab-load floor: {e:#}");
         }
     }
 }

@@ -11,7 +11,6 @@ use anyhow::{Context, bail};
 use common::{Mode, Replicas, SERVICES};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use sqlx::{Connection, PgConnection};
 
 use crate::broker::Broker;
 
@@ -25,10 +24,15 @@ pub struct Infra {
 
 impl Infra {
     pub fn database_url(&self, database: &str) -> String {
-        match self.postgres.rsplit_once('/') {
-            Some((server, _)) => format!("{server}/{database}"),
-            None => format!("{}/{database}", self.postgres),
-        }
+        database_url(&self.postgres, database)
+    }
+}
+
+/// `postgres` (a database URL of the server) with `database` as its database.
+pub fn database_url(postgres: &str, database: &str) -> String {
+    match postgres.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{database}"),
+        None => format!("{postgres}/{database}"),
     }
 }
 
@@ -170,11 +174,7 @@ impl Stack {
 /// Drops the run's database and, in async mode, deletes its queues (named
 /// after the run): before a run, what an interrupted one left; after it, its own.
 async fn leave_nothing(infra: &Infra, mode: Mode, name: &str) {
-    if let Ok(mut db) = PgConnection::connect(&infra.database_url("postgres")).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-            .execute(&mut db)
-            .await;
-    }
+    let _ = common::db::drop_database(&infra.database_url(name)).await;
     if mode == Mode::Async {
         let _ = Broker::new(&infra.amqp, name).delete_all().await;
     }
