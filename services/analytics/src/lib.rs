@@ -127,7 +127,7 @@ struct Tracked {
     responses(
         (status = 200, description = "Tracked: the broker confirmed the click's message; a consumer stores it in a batch (once per Idempotency-Key).", body = Tracked),
         (status = 422, description = "`user_id` is negative, `page` is empty or longer than 200 characters, or the Idempotency-Key is not 1 to 255 visible ASCII characters.", body = common::ErrorBody),
-        (status = 503, description = "The broker did not confirm the click (unreachable, or the service is stopping).", body = common::ErrorBody),
+        (status = 503, description = "The broker did not confirm the click (unreachable, or the service is stopping). If the connection broke after the click was sent and did not come back within 5 s, the click may still be stored: retry with the same Idempotency-Key.", body = common::ErrorBody),
     ),
 ))]
 async fn track_click(

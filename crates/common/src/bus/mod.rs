@@ -119,7 +119,8 @@ impl Bus {
     /// click): if the connection breaks after the message was sent but before
     /// its confirm came, the outcome is unknown, so the same message (same
     /// id: consumers keep one) is published again once the connection is
-    /// back, for up to `patience`. Fails at once if it was never sent.
+    /// back, for up to `patience`; past that it fails saying the message may
+    /// have arrived. Fails at once if it was never sent.
     pub async fn publish_durably(
         &self,
         envelope: &Envelope<'_>,
@@ -134,7 +135,16 @@ impl Bus {
             }
             match self.publish(envelope, body).await {
                 Ok(()) => return Ok(()),
-                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    let Error::Unavailable(_) = e else {
+                        return Err(e);
+                    };
+                    return Err(Error::Unavailable(
+                        "message broker unavailable; the message may have reached it before \
+                         the connection broke (its confirm was lost)"
+                            .into(),
+                    ));
+                }
                 Err(_) => {
                     maybe_sent = true;
                     tokio::time::sleep(Duration::from_millis(50)).await;
