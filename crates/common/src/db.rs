@@ -122,8 +122,11 @@ pub async fn slots(url: &str) -> anyhow::Result<Slots> {
     Ok(Slots { allowed, open })
 }
 
+/// How long a pooled connection may sit idle before the pool closes it.
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A pool whose connections see only `schema`. Connections are opened lazily
-/// and closed when idle, so an idle service holds none.
+/// and closed after [`POOL_IDLE_TIMEOUT`], so an idle service holds none.
 pub fn pool(settings: &Settings, schema: &str) -> anyhow::Result<PgPool> {
     let options = options(&settings.database_url)?
         .options([("search_path", schema)])
@@ -135,7 +138,7 @@ pub fn pool(settings: &Settings, schema: &str) -> anyhow::Result<PgPool> {
         .acquire_time_level(crate::phases::LEVEL)
         .min_connections(0)
         .acquire_timeout(settings.db_acquire_timeout)
-        .idle_timeout(Some(Duration::from_secs(30)))
+        .idle_timeout(Some(POOL_IDLE_TIMEOUT))
         // No ping before every checkout: it doubles the round trips of a
         // one-statement request. A broken connection fails its query instead
         // (an error answer) and sqlx drops it from the pool.

@@ -401,7 +401,14 @@ function drawChart(xmax) {
     line(rates[i].map((r, b) => [x(b * step), y(r, topRate)]), i === 0 ? "var(--sync)" : "var(--async)",
       { "data-lane": lane.mode, ...(i === 0 ? { "stroke-width": 5 } : {}) });
   });
-  if (depth.length) line(depth.map((s) => [x(s.t), y(s.async_depth, topDepth)]), "#7a7a86", { "stroke-dasharray": "4 3" });
+  if (depth.length) {
+    line(depth.map((s) => [x(s.t), y(s.async_depth, topDepth)]), "#7a7a86", { "stroke-dasharray": "4 3" });
+    // A tick above each sample: between ticks the line is drawn, not
+    // measured (a short race has only a few samples). Vertical, so the
+    // stretched viewBox leaves them ticks; upward, so one at zero shows.
+    const ticks = depth.map((s) => `M${x(s.t).toFixed(1)} ${(y(s.async_depth, topDepth) - 8).toFixed(1)}v8`).join("");
+    svg.append(svgEl("path", { d: ticks, stroke: "#7a7a86", "stroke-width": 2, "vector-effect": "non-scaling-stroke", "data-kind": "depth-samples" }));
+  }
   // The measured peaks (the scales' floor of 1 only keeps an empty chart drawable).
   const peakRate = Math.max(0, ...rates.flat());
   const peakDepth = Math.max(0, ...depth.map((s) => s.async_depth));

@@ -95,6 +95,16 @@ test("the race page races both modes, measured", async (t) => {
       (ls) => ls.map((l) => [l.dataset.lane, l.getAttribute("points").split(" ").length]));
     assert.deepEqual(lines.map(([mode]) => mode), ["sync", "async"]);
     for (const [mode, points] of lines) assert.ok(points >= 40, `${mode}: ${points} points`);
+    // The queue depth is drawn through the server's samples, and each of
+    // them is marked: a line between two ticks was not measured.
+    const samples = run.timeline.filter((s) => s.async_depth !== null).length;
+    const ticks = await page.$eval('#chart path[data-kind="depth-samples"]',
+      (p) => p.getAttribute("d").split("M").length - 1);
+    assert.ok(samples > 0, "the race's queues were sampled");
+    assert.equal(ticks, samples, "a tick per queue sample");
+    // Every note of the race (a cold pool, say) is on the page.
+    const notes = await page.textContent("#notes");
+    for (const note of run.notes) assert.ok(notes.includes(note), note);
     // The gauges are the registration's own: the user service's workers and
     // the email queue, not the previous scenario's.
     await page.waitForFunction(() =>

@@ -118,6 +118,15 @@ impl Lane {
         })
     }
 
+    /// How many database connections the service's pool holds open
+    /// (`db_pool_connections_open`); `None` when its `/metrics` does not answer.
+    pub async fn pool_open(&self, service: &str) -> Option<u32> {
+        let text = loadgen::exposition::scrape(&self.quick, &self.base(service)).await?;
+        loadgen::exposition::samples(&text)
+            .find(|(name, _, _)| *name == "db_pool_connections_open")
+            .map(|(_, _, open)| open as u32)
+    }
+
     /// Asks this stack's launcher to stop or start a service; `Err` with why not.
     pub async fn control(&self, service: &str, action: &str) -> Result<String, String> {
         let response = self

@@ -47,6 +47,18 @@ pub struct LaneRun {
     /// Operations accepted but not found in the stack's records.
     pub lost: Option<usize>,
     pub checks: Vec<Check>,
+    /// The database connections of the services on the answer's path,
+    /// before and after the sends.
+    pub pools: Vec<Pool>,
+}
+
+/// A service's open database connections (`db_pool_connections_open`)
+/// before and after the race's sends; `None` where `/metrics` did not answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pool {
+    pub service: &'static str,
+    pub before: Option<u32>,
+    pub after: Option<u32>,
 }
 
 /// Gauges sampled during the race, for the load-levelling chart.
@@ -90,6 +102,7 @@ impl Race {
                 summary: Summary::default(),
                 lost: None,
                 checks: Vec::new(),
+                pools: Vec::new(),
             })
             .collect();
         Race {
@@ -149,6 +162,14 @@ pub async fn run(shared: Arc<Shared>, scenario: Scenario) {
             .map(|(lane, running)| prepare(&shared, lane, *running, scenario, count)),
     )
     .await;
+    let pools_before = join_all(
+        shared
+            .lanes
+            .iter()
+            .zip(&running)
+            .map(|(l, r)| pools(l, *r, scenario)),
+    )
+    .await;
     let run_id = format!(
         "race{id}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..6]
@@ -166,6 +187,15 @@ pub async fn run(shared: Arc<Shared>, scenario: Scenario) {
         }
     }
     join_all(sends).await;
+    let pools_after = join_all(
+        shared
+            .lanes
+            .iter()
+            .zip(&running)
+            .map(|(l, r)| pools(l, *r, scenario)),
+    )
+    .await;
+    shared.with_race(|race| note_cold_pools(race, pools_before, pools_after));
     let followed = shared.with_race(|race| race.lanes.iter().any(|l| l.running && l.followed));
     if followed {
         shared.with_race(|race| race.state = State::Following);
@@ -182,6 +212,61 @@ pub async fn run(shared: Arc<Shared>, scenario: Scenario) {
         race.refresh();
     });
     shared.publish_race();
+}
+
+/// The services whose pools an answer waits on: the scenario's own, and in
+/// sync mode the one it calls too.
+fn pooled(scenario: Scenario, mode: common::Mode) -> Vec<&'static str> {
+    let entry = crate::catalog::entry(scenario);
+    let called = entry.downstream.filter(|_| mode == common::Mode::Sync);
+    std::iter::once(entry.service).chain(called).collect()
+}
+
+/// Each pooled service's open database connections in a lane, now.
+async fn pools(lane: &Lane, running: bool, scenario: Scenario) -> Vec<(&'static str, Option<u32>)> {
+    if !running {
+        return Vec::new();
+    }
+    let services = pooled(scenario, lane.mode);
+    let open = join_all(services.iter().map(|s| lane.pool_open(s))).await;
+    services.into_iter().zip(open).collect()
+}
+
+/// Records each lane's pools, and says on the page where connections were
+/// opened during the sends: those answers include opening them (a cold
+/// start, or a pool that closed its idle ones), not only the mode's cost.
+fn note_cold_pools(
+    race: &mut Race,
+    before: Vec<Vec<(&'static str, Option<u32>)>>,
+    after: Vec<Vec<(&'static str, Option<u32>)>>,
+) {
+    for ((lane, before), after) in race.lanes.iter_mut().zip(before).zip(after) {
+        lane.pools = before
+            .into_iter()
+            .zip(after)
+            .map(|((service, before), (_, after))| Pool {
+                service,
+                before,
+                after,
+            })
+            .collect();
+        let opened: Vec<String> = lane
+            .pools
+            .iter()
+            .filter_map(|p| match (p.before, p.after) {
+                (Some(b), Some(a)) if a > b => Some(format!("{} {b} → {a}", p.service)),
+                _ => None,
+            })
+            .collect();
+        if !opened.is_empty() {
+            race.notes.push(format!(
+                "{}: database connections were opened while the requests were sent ({}; a pool opens them as requests need them and closes them after {} s idle), so some answers include opening one; race again to see it warm",
+                lane.mode,
+                opened.join(", "),
+                common::db::POOL_IDLE_TIMEOUT.as_secs()
+            ));
+        }
+    }
 }
 
 /// What a lane held before the race, to compare with after it.
