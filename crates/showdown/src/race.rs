@@ -162,14 +162,17 @@ pub async fn run(shared: Arc<Shared>, scenario: Scenario) {
             .map(|(lane, running)| prepare(&shared, lane, *running, scenario, count)),
     )
     .await;
-    let pools_before = join_all(
-        shared
-            .lanes
-            .iter()
-            .zip(&running)
-            .map(|(l, r)| pools(l, *r, scenario)),
-    )
-    .await;
+    // Every lane's pools on the answer's path, now.
+    let all_pools = || {
+        join_all(
+            shared
+                .lanes
+                .iter()
+                .zip(&running)
+                .map(|(l, r)| pools(l, *r, scenario)),
+        )
+    };
+    let pools_before = all_pools().await;
     let run_id = format!(
         "race{id}-{}",
         &uuid::Uuid::new_v4().simple().to_string()[..6]
@@ -187,14 +190,7 @@ pub async fn run(shared: Arc<Shared>, scenario: Scenario) {
         }
     }
     join_all(sends).await;
-    let pools_after = join_all(
-        shared
-            .lanes
-            .iter()
-            .zip(&running)
-            .map(|(l, r)| pools(l, *r, scenario)),
-    )
-    .await;
+    let pools_after = all_pools().await;
     shared.with_race(|race| note_cold_pools(race, pools_before, pools_after));
     let followed = shared.with_race(|race| race.lanes.iter().any(|l| l.running && l.followed));
     if followed {
