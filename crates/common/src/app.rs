@@ -629,15 +629,24 @@ async fn ready(State(ctx): State<Ctx>) -> Response {
         content_type = "text/plain; version=0.0.4; charset=utf-8"),
 ))]
 async fn render_metrics(State(ctx): State<Ctx>) -> Response {
-    let labels = [("service", ctx.name()), ("mode", MODE.as_str())];
-    let open = ctx.db.size();
-    let idle = u32::try_from(ctx.db.num_idle()).unwrap_or(u32::MAX);
-    ::metrics::gauge!("db_pool_connections_open", &labels).set(f64::from(open));
-    ::metrics::gauge!("db_pool_connections_in_use", &labels)
-        .set(f64::from(open.saturating_sub(idle)));
+    // The pool gauges are set from this pool and rendered at once: a test
+    // process runs several stacks' services of the same name, and another
+    // one's pool must not be rendered in between (one service per process
+    // otherwise: never contended).
+    static POOL_GAUGES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let text = {
+        let _one_at_a_time = POOL_GAUGES.lock().unwrap_or_else(|p| p.into_inner());
+        let labels = [("service", ctx.name()), ("mode", MODE.as_str())];
+        let open = ctx.db.size();
+        let idle = u32::try_from(ctx.db.num_idle()).unwrap_or(u32::MAX);
+        ::metrics::gauge!("db_pool_connections_open", &labels).set(f64::from(open));
+        ::metrics::gauge!("db_pool_connections_in_use", &labels)
+            .set(f64::from(open.saturating_sub(idle)));
+        metrics::render(ctx.name())
+    };
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-        metrics::render(ctx.name()),
+        text,
     )
         .into_response()
 }

@@ -88,13 +88,18 @@ impl Error {
     }
 }
 
+/// The 503's `detail` when the database cannot be reached.
+pub const DATABASE_UNAVAILABLE: &str = "database unavailable";
+/// The 503's `detail` when the message broker cannot be reached (async mode).
+pub const BROKER_UNAVAILABLE: &str = "message broker unavailable";
+
 impl From<sqlx::Error> for Error {
     /// Losing the database is a fault of a dependency, like a service being
     /// down: 503, logged with its cause. Anything else it says is a 500.
     fn from(e: sqlx::Error) -> Self {
         if database_unreachable(&e) {
-            tracing::error!(error = %e, "database unavailable");
-            return Error::Unavailable("database unavailable".into());
+            tracing::error!(error = %e, "{DATABASE_UNAVAILABLE}");
+            return Error::Unavailable(DATABASE_UNAVAILABLE.into());
         }
         Error::Internal(e.into())
     }

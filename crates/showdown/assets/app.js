@@ -161,7 +161,10 @@ function connect() {
         break;
       case "gauges":
         gauges = event;
-        if (race && event.t !== null && event.scenario === race.scenario) {
+        // A sample of this race, unless the race itself (sent after the
+        // sample was taken) already holds it.
+        if (race && event.t !== null && event.race === race.id
+            && !race.timeline.some((s) => s.t === event.t)) {
           race.timeline.push({
             t: event.t,
             async_depth: event.async ? event.async.queues.reduce((n, q) => n + q.ready, 0) : null,

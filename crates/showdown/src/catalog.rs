@@ -114,3 +114,22 @@ pub fn entry(scenario: Scenario) -> Entry {
         asynchronous,
     }
 }
+
+/// The services with a database pool that a scenario's answer waits on in
+/// `mode`: the one answering, and in sync mode those it calls before it
+/// answers. An async click is answered once the broker confirms it: no pool.
+pub fn answer_path(scenario: Scenario, mode: common::Mode) -> &'static [&'static str] {
+    use common::Mode::{Async, Sync};
+    match (scenario, mode) {
+        (Scenario::Register, Sync) => &["user", "email"],
+        (Scenario::Fanout, Sync) => &["product", "search", "cache", "analytics"],
+        (Scenario::Order, Sync) => &["order", "inventory", "payment"],
+        (Scenario::Click, Async) => &[],
+        (Scenario::Register, Async) => &["user"],
+        (Scenario::Fanout, Async) => &["product"],
+        (Scenario::Order, Async) => &["order"],
+        (Scenario::Payment, _) => &["payment"],
+        (Scenario::Report, _) => &["report"],
+        (Scenario::Click, Sync) => &["analytics"],
+    }
+}

@@ -536,13 +536,13 @@ async fn flusher(shared: Arc<Shared>) {
 async fn sample(shared: Arc<Shared>) {
     loop {
         // Read under the lock, not cloned: the race holds every row.
-        let (scenario, active) = shared
+        let (scenario, active, id) = shared
             .race
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .map(|r| (ALL[r.scenario - 1], r.active()))
-            .unwrap_or((Scenario::Order, false));
+            .map(|r| (ALL[r.scenario - 1], r.active(), Some(r.id)))
+            .unwrap_or((Scenario::Order, false, None));
         let entry = catalog::entry(scenario);
         let (workers, depths) = tokio::join!(
             shared.lanes[0].workers(entry.service),
@@ -551,21 +551,27 @@ async fn sample(shared: Arc<Shared>) {
         let depth = depths
             .as_ref()
             .map(|(queues, _)| queues.iter().map(|q| u64::from(q.ready)).sum::<u64>());
-        let t = if active { shared.elapsed_ms() } else { None };
-        if let Some(t) = t {
+        // Into the timeline only if the race that was active before the
+        // reads still is: a sample read as it ended is not part of it.
+        let mut t = None;
+        if active {
             let mut race = shared.race.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(race) = race.as_mut() {
-                race.timeline.push(Sample {
-                    t,
-                    sync_busy: workers.as_ref().map(|w| w.busy),
-                    sync_waiting: workers.as_ref().map(|w| w.waiting),
-                    async_depth: depth,
-                });
+            if let Some(race) = race.as_mut().filter(|r| r.active() && Some(r.id) == id) {
+                t = shared.elapsed_ms();
+                if let Some(t) = t {
+                    race.timeline.push(Sample {
+                        t,
+                        sync_busy: workers.as_ref().map(|w| w.busy),
+                        sync_waiting: workers.as_ref().map(|w| w.waiting),
+                        async_depth: depth,
+                    });
+                }
             }
         }
         shared.publish(json!({
             "type": "gauges",
             "scenario": scenario.number(),
+            "race": id,
             "t": t,
             "sync": workers,
             "async": depths.map(|(queues, dead)| json!({"queues": queues, "dead_letters": dead})),

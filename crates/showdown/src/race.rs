@@ -210,27 +210,20 @@ pub async fn run(shared: Arc<Shared>, scenario: Scenario) {
     shared.publish_race();
 }
 
-/// The services whose pools an answer waits on: the scenario's own, and in
-/// sync mode the one it calls too.
-fn pooled(scenario: Scenario, mode: common::Mode) -> Vec<&'static str> {
-    let entry = crate::catalog::entry(scenario);
-    let called = entry.downstream.filter(|_| mode == common::Mode::Sync);
-    std::iter::once(entry.service).chain(called).collect()
-}
-
 /// Each pooled service's open database connections in a lane, now.
 async fn pools(lane: &Lane, running: bool, scenario: Scenario) -> Vec<(&'static str, Option<u32>)> {
     if !running {
         return Vec::new();
     }
-    let services = pooled(scenario, lane.mode);
+    let services = crate::catalog::answer_path(scenario, lane.mode);
     let open = join_all(services.iter().map(|s| lane.pool_open(s))).await;
-    services.into_iter().zip(open).collect()
+    services.iter().copied().zip(open).collect()
 }
 
-/// Records each lane's pools, and says on the page where connections were
-/// opened during the sends: those answers include opening them (a cold
-/// start, or a pool that closed its idle ones), not only the mode's cost.
+/// Records each lane's pools, and says on the page where one grew during
+/// the sends: some answers may include opening a connection (a cold start,
+/// or a pool that closed its idle ones), not only the mode's cost. (The
+/// pool also serves the service's relay and consumers, hence "may".)
 fn note_cold_pools(
     race: &mut Race,
     before: Vec<Vec<(&'static str, Option<u32>)>>,
@@ -255,11 +248,12 @@ fn note_cold_pools(
             })
             .collect();
         if !opened.is_empty() {
+            let idle = common::db::POOL_IDLE_TIMEOUT.as_secs();
             race.notes.push(format!(
-                "{}: database connections were opened while the requests were sent ({}; a pool opens them as requests need them and closes them after {} s idle), so some answers include opening one; race again to see it warm",
+                "{}: database pools on the answer's path grew during the sends ({}); a pool opens connections as requests need them and closes them after {idle}-{} s idle, so some answers may include opening one; race again to see them warm",
                 lane.mode,
                 opened.join(", "),
-                common::db::POOL_IDLE_TIMEOUT.as_secs()
+                2 * idle
             ));
         }
     }

@@ -74,8 +74,8 @@ async fn run(ctx: Ctx, rx: mpsc::Receiver<(Keyed, Waiter)>) {
             async move {
                 let (clicks, waiters): (Vec<Keyed>, Vec<Waiter>) = batch.into_iter().unzip();
                 let outcome = seam::flush(&ctx, clicks).await;
-                if let Err(unreachable @ Error::Unavailable(_)) = &outcome {
-                    fail_queued(&queue, unreachable);
+                if let Err(Error::Unavailable(_)) = &outcome {
+                    fail_queued(&queue);
                 }
                 drop(permit);
                 for waiter in waiters {
@@ -90,14 +90,15 @@ async fn run(ctx: Ctx, rx: mpsc::Receiver<(Keyed, Waiter)>) {
 }
 
 /// The database (sync) or the broker (async) could not be reached: the
-/// clicks queued behind the batch that found it out get the same answer
-/// now, unwritten, instead of each batch waiting out the same timeout in
-/// turn. When the batcher is waiting for clicks (it holds the queue),
-/// none is queued.
-fn fail_queued(queue: &Queue, error: &Error) {
+/// clicks queued behind the batch that found it out are answered 503 now,
+/// unwritten and never sent ([`seam::UNREACHABLE`]: not the batch's own
+/// error, which may say its message could have arrived), instead of each
+/// batch waiting out the same timeout in turn. When the batcher is waiting
+/// for clicks (it holds the queue), none is queued.
+fn fail_queued(queue: &Queue) {
     if let Ok(mut queued) = queue.try_lock() {
         while let Ok((_, waiter)) = queued.try_recv() {
-            let _ = waiter.send(Err(error.shared()));
+            let _ = waiter.send(Err(Error::Unavailable(seam::UNREACHABLE.into())));
         }
     }
 }

@@ -15,6 +15,10 @@ pub async fn flush(ctx: &Ctx, clicks: Vec<Keyed>) -> Result<()> {
     Ok(())
 }
 
+/// Sync: what a click queued behind a batch that found the database down is told.
+#[cfg(not(feature = "async"))]
+pub const UNREACHABLE: &str = common::error::DATABASE_UNAVAILABLE;
+
 /// Sync: batches written at once, each on a pooled connection.
 #[cfg(not(feature = "async"))]
 pub fn in_flight(settings: &Settings) -> usize {
@@ -63,6 +67,10 @@ pub async fn flush(ctx: &Ctx, clicks: Vec<Keyed>) -> Result<()> {
             }
         })
 }
+
+/// Async: what a click queued behind a batch that found the broker away is told.
+#[cfg(feature = "async")]
+pub const UNREACHABLE: &str = common::error::BROKER_UNAVAILABLE;
 
 /// Async: publishes awaiting their confirm at once. Four measured best on
 /// two cores (docs/measuring.md, "A fifth round"): eight make smaller

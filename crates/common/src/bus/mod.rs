@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::config::Broker;
+use crate::error::BROKER_UNAVAILABLE;
 use crate::events::Consumer;
 use crate::phases::{self, Phase};
 use crate::topology::{self, DEAD, DEAD_LETTERS, EVENTS, QUEUES};
@@ -103,7 +104,7 @@ impl Bus {
             .borrow()
             .clone()
             .filter(|l| !l.alive.is_cancelled())
-            .ok_or_else(|| Error::Unavailable("message broker unavailable".into()))
+            .ok_or_else(|| Error::Unavailable(BROKER_UNAVAILABLE.into()))
     }
 
     /// Publishes an event and waits for the broker's confirm: once this
@@ -128,28 +129,28 @@ impl Bus {
         patience: Duration,
     ) -> Result<()> {
         let deadline = tokio::time::Instant::now() + patience;
-        let mut maybe_sent = false;
+        // Whether an attempt was sent and its confirm lost with the connection.
+        let mut unknown = false;
         loop {
-            if !maybe_sent {
+            if !unknown {
                 self.link()?;
             }
-            match self.publish(envelope, body).await {
+            let failed = match self.publish(envelope, body).await {
                 Ok(()) => return Ok(()),
-                Err(e) if tokio::time::Instant::now() >= deadline => {
-                    let Error::Unavailable(_) = e else {
-                        return Err(e);
-                    };
-                    return Err(Error::Unavailable(
-                        "message broker unavailable; the message may have reached it before \
-                         the connection broke (its confirm was lost)"
-                            .into(),
-                    ));
-                }
-                Err(_) => {
-                    maybe_sent = true;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                Err(e) => e,
+            };
+            // A refusal is the broker's answer: that attempt is not stored.
+            unknown |= !matches!(&failed, Error::Unavailable(m) if m.starts_with(REFUSED));
+            if tokio::time::Instant::now() >= deadline {
+                return Err(match failed {
+                    Error::Unavailable(_) if unknown => Error::Unavailable(format!(
+                        "{BROKER_UNAVAILABLE}; the message may have reached it before the \
+                         connection broke (its confirm was lost)"
+                    )),
+                    other => other,
+                });
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -187,7 +188,7 @@ impl Bus {
             let confirm = pending.await.map_err(|e| broker_error("publish", e))?;
             phases::record(Phase::Confirm, start.elapsed());
             if !confirm.is_ack() {
-                return Err(Error::Unavailable(format!("the broker refused {kind}")));
+                return Err(Error::Unavailable(format!("{REFUSED} {kind}")));
             }
             if let Some(returned) = confirm.take_message() {
                 return Err(
@@ -201,9 +202,12 @@ impl Bus {
     }
 }
 
+/// How a negative confirm's error begins: the broker did not take the message.
+const REFUSED: &str = "the broker refused";
+
 fn broker_error(what: &str, e: lapin::Error) -> Error {
     tracing::debug!(error = %e, "broker {what} failed");
-    Error::Unavailable(format!("message broker unavailable ({what})"))
+    Error::Unavailable(format!("{BROKER_UNAVAILABLE} ({what})"))
 }
 
 fn properties(envelope: &Envelope<'_>, extra: Option<FieldTable>) -> BasicProperties {

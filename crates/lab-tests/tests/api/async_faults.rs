@@ -224,7 +224,12 @@ async fn a_dropped_broker_connection_loses_no_click_and_no_registration() {
                 Ok(r) if r.status() == 200 => answered += 1,
                 Ok(r) => {
                     let status = r.status();
-                    assert_eq!(status, 503, "{}", r.text().await.unwrap_or_default());
+                    let body: Value = r.json().await.unwrap_or_default();
+                    let detail = body["detail"].as_str().unwrap_or_default();
+                    assert!(
+                        status == 503 && detail.starts_with(common::error::BROKER_UNAVAILABLE),
+                        "click {i}: {status} {body}"
+                    );
                     unanswered.push(i);
                 }
                 Err(e) => {
