@@ -20,31 +20,40 @@ fn options(url: &str) -> anyhow::Result<PgConnectOptions> {
     PgConnectOptions::from_str(url).context("DATABASE_URL is not a Postgres URL")
 }
 
-/// Creates the database named in `url` when it does not exist yet.
-pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+/// The database `url` names, and a connection to the server's `postgres`
+/// database from which to create or drop it.
+async fn admin(url: &str) -> anyhow::Result<(String, PgConnection)> {
     let options = options(url)?;
     let name = options
         .get_database()
-        .context("DATABASE_URL names no database")?
+        .context("the URL names no database")?
         .to_owned();
-    let mut admin = options
+    let admin = options
         .clone()
         .database("postgres")
         .connect()
         .await
         .with_context(|| format!("cannot reach Postgres at {}", redact(url)))?;
+    Ok((name, admin))
+}
+
+/// `name` as a quoted SQL identifier.
+fn quoted(name: &str) -> String {
+    format!(r#""{}""#, name.replace('"', "\"\""))
+}
+
+/// Creates the database named in `url` when it does not exist yet.
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    let (name, mut admin) = admin(url).await?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(&name)
             .fetch_one(&mut admin)
             .await?;
     if !exists {
-        let created = sqlx::query(&format!(
-            r#"CREATE DATABASE "{}""#,
-            name.replace('"', "\"\"")
-        ))
-        .execute(&mut admin)
-        .await;
+        let created = sqlx::query(&format!("CREATE DATABASE {}", quoted(&name)))
+            .execute(&mut admin)
+            .await;
         match created {
             Ok(_) => tracing::info!(database = %name, "created database"),
             // Several services starting at once race to create it; one wins.
@@ -61,20 +70,10 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
 /// a run's or a probe's scratch database, afterwards (or left by one that
 /// was interrupted, before).
 pub async fn drop_database(url: &str) -> anyhow::Result<()> {
-    let options = options(url)?;
-    let name = options
-        .get_database()
-        .context("the URL names no database")?
-        .to_owned();
-    let mut admin = options
-        .clone()
-        .database("postgres")
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach Postgres at {}", redact(url)))?;
+    let (name, mut admin) = admin(url).await?;
     sqlx::query(&format!(
-        r#"DROP DATABASE IF EXISTS "{}" WITH (FORCE)"#,
-        name.replace('"', "\"\"")
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quoted(&name)
     ))
     .execute(&mut admin)
     .await
