@@ -408,8 +408,10 @@ function drawChart(xmax) {
     line(depth.map((s) => [x(s.t), y(s.async_depth, topDepth)]), "#7a7a86", { "stroke-dasharray": "4 3" });
     // A tick above each sample: between ticks the line is drawn, not
     // measured (a short race has only a few samples). Vertical, so the
-    // stretched viewBox leaves them ticks; upward, so one at zero shows.
-    const ticks = depth.map((s) => `M${x(s.t).toFixed(1)} ${(y(s.async_depth, topDepth) - 8).toFixed(1)}v8`).join("");
+    // stretched viewBox leaves them ticks; upward, so one at zero shows;
+    // kept a unit inside the edges, where the last sample usually is.
+    const tickX = (t) => Math.min(Math.max(x(t), 1), width - 1).toFixed(1);
+    const ticks = depth.map((s) => `M${tickX(s.t)} ${(y(s.async_depth, topDepth) - 8).toFixed(1)}v8`).join("");
     svg.append(svgEl("path", { d: ticks, stroke: "#7a7a86", "stroke-width": 2, "vector-effect": "non-scaling-stroke", "data-kind": "depth-samples" }));
   }
   // The measured peaks (the scales' floor of 1 only keeps an empty chart drawable).
