@@ -19,6 +19,11 @@ function fmt(ms) {
   return `${(ms / 1000).toFixed(2)} s`;
 }
 
+// "1 message", "2 messages": a count with its noun.
+function count(n, noun) {
+  return `${n.toLocaleString("en")} ${noun}${n === 1 ? "" : "s"}`;
+}
+
 function el(tag, attrs = {}, text) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
@@ -299,7 +304,7 @@ function drawGauges(index, root) {
   }
   if (index === 0 && gauges.sync) {
     const w = gauges.sync;
-    box.textContent = `${w.service} workers: ${w.busy} busy of ${w.max}, ${w.waiting} requests waiting for one`;
+    box.textContent = `${w.service} workers: ${w.busy} busy of ${w.max}, ${count(w.waiting, "request")} waiting for one`;
   } else if (index === 0) {
     box.textContent = "workers: the service's /metrics did not answer";
   }
@@ -417,7 +422,7 @@ function drawChart(xmax) {
   // The measured peaks (the scales' floor of 1 only keeps an empty chart drawable).
   const peakRate = Math.max(0, ...rates.flat());
   const peakDepth = Math.max(0, ...depth.map((s) => s.async_depth));
-  $("#chart-top").textContent = `peaks: ${peakRate.toFixed(0)} finished/s, ${peakDepth.toLocaleString("en")} messages waiting`;
+  $("#chart-top").textContent = `peaks: ${peakRate.toFixed(0)} finished/s, ${count(peakDepth, "message")} waiting`;
   axis(svg, ["0", fmt(span / 2), fmt(span)]);
 }
 
