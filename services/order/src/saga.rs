@@ -176,6 +176,12 @@ pub struct NewStep {
     pub detail: Option<String>,
 }
 
+/// "1 unit", "2 units": how a step's detail counts stock.
+fn units(quantity: i32) -> String {
+    let noun = if quantity == 1 { "unit" } else { "units" };
+    format!("{quantity} {noun}")
+}
+
 fn step(name: StepName, outcome: StepOutcome, detail: Option<String>) -> NewStep {
     NewStep {
         name,
@@ -311,7 +317,7 @@ pub fn next(order: &Order, event: Event) -> Option<Transition> {
                 force_decline: !order.approve_payment,
                 payment_id: None,
             }));
-            let detail = format!("{quantity} units");
+            let detail = units(quantity);
             (StepName::StockReserved, StepOutcome::Ok, Some(detail))
         }
         Event::Refused { kind, detail } => {
@@ -365,7 +371,7 @@ pub fn next(order: &Order, event: Event) -> Option<Transition> {
         }
         Event::Released { quantity } => {
             t.status = Status::Failed;
-            let detail = format!("{quantity} units returned");
+            let detail = format!("{} returned", units(quantity));
             (StepName::StockReleased, StepOutcome::Ok, Some(detail))
         }
         Event::ReleaseFailed { error } => {
@@ -826,6 +832,22 @@ mod tests {
                 "{event:?}"
             );
         }
+    }
+
+    #[test]
+    fn one_unit_is_not_units() {
+        let declining = order(
+            Status::Pending,
+            Some(Reason::PaymentDeclined),
+            Some(Uuid::from_u128(1)),
+        );
+        let detail = |order: &Order, event| {
+            next(order, event).and_then(|t| steps(&t)[0].2.map(str::to_owned))
+        };
+        let reserved = detail(&pending(), Event::Reserved { quantity: 1 });
+        assert_eq!(reserved.as_deref(), Some("1 unit"));
+        let released = detail(&declining, Event::Released { quantity: 1 });
+        assert_eq!(released.as_deref(), Some("1 unit returned"));
     }
 
     #[test]
