@@ -502,6 +502,7 @@ pub async fn on_fresh_stack(trial: &Trial<'_>, fault: Fault) -> anyhow::Result<F
         database_url: stack.database_url.clone(),
         replicas: stack.replicas.clone(),
         progress: false,
+        stock_every_order: false,
     };
     let report = run(fault, &load, &stack.control(), trial.plan).await;
     stack.stop().await;

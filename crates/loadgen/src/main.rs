@@ -473,6 +473,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }),
         replicas: args.replicas,
         progress: true,
+        stock_every_order: true,
     };
     let client = load.client()?;
     let mut outcomes = Vec::new();

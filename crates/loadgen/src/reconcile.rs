@@ -21,6 +21,9 @@ pub struct Verdict {
     pub unfinished: i64,
     /// Broken rules (stock held by a closed order, effects ≠ answers, ...).
     pub wrong: Vec<String>,
+    /// Not broken rules, but what the figures measured besides the
+    /// scenario's work (orders refused for lack of stock).
+    pub remarks: Vec<String>,
 }
 
 impl Verdict {
@@ -37,7 +40,7 @@ impl Verdict {
             Scenario::Order => "orders",
             Scenario::Click => "clicks stored",
         };
-        if self.holds() {
+        let verdict = if self.holds() {
             format!(
                 "reconciled: {} {what}, every one final (the stack's own records)",
                 self.started
@@ -53,7 +56,11 @@ impl Verdict {
                 self.started,
                 problems.join("; ")
             )
-        }
+        };
+        std::iter::once(verdict)
+            .chain(self.remarks.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -130,7 +137,7 @@ impl Audit {
     ) -> anyhow::Result<Verdict> {
         let since = self.since;
         let db = &mut self.db;
-        let mut wrong = Vec::new();
+        let (mut wrong, mut remarks) = (Vec::new(), Vec::new());
         let (started, unfinished): (i64, i64) = match scenario {
             Scenario::Register => {
                 let pattern = format!("load-{run_id}-%");
@@ -166,13 +173,19 @@ impl Audit {
                 .await?
             }
             Scenario::Order => {
-                let counts = sqlx::query_as(
-                    "SELECT count(*), count(*) FILTER (WHERE status = 'pending' OR followup IS NOT NULL)
+                let (orders, unfinished, no_stock): (i64, i64, i64) = sqlx::query_as(
+                    "SELECT count(*), count(*) FILTER (WHERE status = 'pending' OR followup IS NOT NULL),
+                            count(*) FILTER (WHERE failure_reason = 'not enough stock')
                      FROM order_service.orders WHERE created_at >= $1",
                 )
                 .bind(since)
                 .fetch_one(&mut *db)
                 .await?;
+                if no_stock > 0 {
+                    remarks.push(format!(
+                        "{no_stock} of them refused for lack of stock (no saga: they finish at once)"
+                    ));
+                }
                 let held: i64 = sqlx::query_scalar(
                     "SELECT count(*) FROM inventory_service.reservations r
                      JOIN order_service.orders o ON o.id = r.order_id
@@ -217,7 +230,7 @@ impl Audit {
                         "product {product}: {reserved} reserved but reservations hold {held}"
                     ));
                 }
-                counts
+                (orders, unfinished)
             }
             Scenario::Click | Scenario::Fanout => {
                 let query = if scenario == Scenario::Click {
@@ -244,6 +257,7 @@ impl Audit {
             started,
             unfinished,
             wrong,
+            remarks,
         })
     }
 }
@@ -336,6 +350,7 @@ http_requests_total{service=\"product\",mode=\"sync\",method=\"PUT\",route=\"/pr
             started: 40,
             unfinished: 0,
             wrong: vec![],
+            remarks: vec![],
         };
         assert!(fine.holds());
         assert_eq!(
@@ -346,11 +361,21 @@ http_requests_total{service=\"product\",mode=\"sync\",method=\"PUT\",route=\"/pr
             started: 40,
             unfinished: 2,
             wrong: vec!["3 reservations held by closed orders".into()],
+            remarks: vec![],
         };
         assert!(!bad.holds());
         assert_eq!(
             bad.describe(Scenario::Order),
             "NOT RECONCILED: 40 orders, 2 not final; 3 reservations held by closed orders"
+        );
+        let refused = Verdict {
+            remarks: vec!["38 of them refused for lack of stock".into()],
+            ..fine
+        };
+        assert!(refused.holds(), "a remark is not a broken rule");
+        assert_eq!(
+            refused.describe(Scenario::Order),
+            "reconciled: 40 orders, every one final (the stack's own records); 38 of them refused for lack of stock"
         );
     }
 }

@@ -23,6 +23,15 @@ pub const ALL: [Scenario; 6] = [
     Scenario::Click,
 ];
 
+/// The product every order of the load asks one unit of.
+pub const ORDER_PRODUCT: i64 = 1;
+
+/// Units of [`ORDER_PRODUCT`] the driver makes available before an order
+/// load (`drive::stock_for_orders`): more than any load here orders (2,000
+/// a second for 13 hours), so that every order can be reserved and the
+/// saga, not a refusal for lack of stock, is what is measured.
+pub const ORDER_STOCK: i32 = 100_000_000;
+
 impl Scenario {
     /// One scenario: 1-6 or its name.
     pub fn parse_one(s: &str) -> Result<Scenario, String> {
@@ -187,7 +196,7 @@ impl Scenario {
             Scenario::Order => (
                 Method::POST,
                 "/create_order".into(),
-                json!({"product_id": 1, "quantity": 1}),
+                json!({"product_id": ORDER_PRODUCT, "quantity": 1}),
             ),
             Scenario::Click => (
                 Method::POST,

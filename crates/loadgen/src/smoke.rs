@@ -228,6 +228,7 @@ async fn against(stack: &Stack, checks: &mut Checks) -> anyhow::Result<()> {
         database_url: stack.database_url.clone(),
         replicas: stack.replicas.clone(),
         progress: false,
+        stock_every_order: false,
     };
     let client = load.client()?;
     for scenario in [Scenario::Register, Scenario::Order, Scenario::Click] {

@@ -186,6 +186,27 @@ fn a_quick_comparison_writes_a_report_that_shows_what_was_measured() {
                 "{what}: a measured rate"
             );
         }
+        if run.scenario == "order" {
+            // The stack starts with 100 units; the driver makes enough
+            // available that every order is a saga, none refused for lack
+            // of stock (which would finish at once and pass for speed).
+            let raised = format!("to {} units", loadgen::scenario::ORDER_STOCK);
+            assert!(
+                run.notes.iter().any(|n| n.contains(&raised)),
+                "{what}: {:?}",
+                run.notes
+            );
+            assert!(
+                !run.notes.iter().any(|n| n.contains("lack of stock")),
+                "{what}: {:?}",
+                run.notes
+            );
+            assert_eq!(
+                run.statuses.keys().copied().collect::<Vec<_>>(),
+                [run.expected_status],
+                "{what}: only the saga's own answer"
+            );
+        }
     }
 
     // report.md and index.html show data.json's figures, the same lines the

@@ -62,6 +62,7 @@ async fn register(stack: &Stack) -> i64 {
         database_url: stack.database_url.clone(),
         replicas: stack.replicas.clone(),
         progress: false,
+        stock_every_order: false,
     };
     let client = load.client().unwrap();
     let outcome = drive(&client, &load, Scenario::Register).await.unwrap();

@@ -416,6 +416,7 @@ async fn one_run(run: OneRun<'_>) -> anyhow::Result<RunData> {
         database_url: stack.database_url.clone(),
         replicas: stack.replicas.clone(),
         progress: false,
+        stock_every_order: true,
     };
     let measured = async {
         let client = load.client()?;
