@@ -107,6 +107,17 @@ pub enum RefusalKind {
     OrderClosed,
 }
 
+impl RefusalKind {
+    /// How an order refused this way states its `failure_reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::UnknownProduct => "unknown product",
+            RefusalKind::NotEnoughStock => "not enough stock",
+            RefusalKind::OrderClosed => "order closed",
+        }
+    }
+}
+
 /// inventory → order: no stock was held for the order, and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StockRefused {

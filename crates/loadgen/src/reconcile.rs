@@ -175,10 +175,11 @@ impl Audit {
             Scenario::Order => {
                 let (orders, unfinished, no_stock): (i64, i64, i64) = sqlx::query_as(
                     "SELECT count(*), count(*) FILTER (WHERE status = 'pending' OR followup IS NOT NULL),
-                            count(*) FILTER (WHERE failure_reason = 'not enough stock')
+                            count(*) FILTER (WHERE failure_reason = $2)
                      FROM order_service.orders WHERE created_at >= $1",
                 )
                 .bind(since)
+                .bind(common::messages::RefusalKind::NotEnoughStock.as_str())
                 .fetch_one(&mut *db)
                 .await?;
                 if no_stock > 0 {

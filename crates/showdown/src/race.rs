@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
-use loadgen::scenario::Scenario;
+use loadgen::scenario::{ORDER_PRODUCT, Scenario};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -273,7 +273,7 @@ async fn prepare(
     match scenario {
         Scenario::Order => {
             let mut stock = lane
-                .get_json("inventory", "/stock/1")
+                .get_json("inventory", &format!("/stock/{ORDER_PRODUCT}"))
                 .await
                 .map(|(_, s)| s)
                 .unwrap_or_default();
@@ -284,7 +284,7 @@ async fn prepare(
             if available < count && reserved == 0 {
                 let raised = lane
                     .quick
-                    .put(format!("{}/stock/1", lane.base("inventory")))
+                    .put(format!("{}/stock/{ORDER_PRODUCT}", lane.base("inventory")))
                     .json(&json!({ "available": count }))
                     .send()
                     .await
@@ -293,7 +293,7 @@ async fn prepare(
                     stock["available"] = count.into();
                     shared.with_race(|race| {
                         race.notes.push(format!(
-                            "{}: product 1's stock was {available}, raised to {count} so that every order can be reserved",
+                            "{}: product {ORDER_PRODUCT}'s stock was {available}, raised to {count} so that every order can be reserved",
                             lane.mode
                         ));
                     });
@@ -530,7 +530,7 @@ async fn stock_check(shared: &Shared, lane_index: usize, lane: &Lane, before: &V
         (confirmed, pending)
     });
     let after = lane
-        .get_json("inventory", "/stock/1")
+        .get_json("inventory", &format!("/stock/{ORDER_PRODUCT}"))
         .await
         .map(|(_, s)| s)
         .unwrap_or_default();

@@ -69,9 +69,7 @@ pub enum Reason {
 impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
-            Reason::Refused(RefusalKind::UnknownProduct) => "unknown product",
-            Reason::Refused(RefusalKind::NotEnoughStock) => "not enough stock",
-            Reason::Refused(RefusalKind::OrderClosed) => "order closed",
+            Reason::Refused(kind) => kind.as_str(),
             Reason::PaymentDeclined => "payment declined",
             Reason::PaymentUnavailable => "payment service unavailable",
             Reason::InventoryUnavailable => "inventory service unavailable",
