@@ -45,8 +45,6 @@ const PAUSE: Duration = Duration::from_millis(250);
 const GAP: Duration = Duration::from_millis(50);
 /// One backlog sample per this much time.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(250);
-/// The finishing rate of a backlog left at the end is taken over this much.
-const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 /// Operations accepted during a run, and those not yet seen finished.
 pub struct Tracker {
@@ -80,9 +78,10 @@ pub struct Completion {
     pub at_load_end: u64,
     /// Time from the end of the load until the last operation finished.
     pub drained_after: Option<Duration>,
-    /// Left unfinished when the follower gave up, and the finishing rate then.
+    /// Left unfinished when the follower gave up, and the finishing rate since
+    /// the load ended.
     pub left: u64,
-    pub recent_rate: f64,
+    pub drain_rate: f64,
     pub waited: Duration,
 }
 
@@ -199,7 +198,7 @@ impl Tracker {
                         })
                     }),
                     left,
-                    recent_rate: history.rate(load_end, now),
+                    drain_rate: history.rate(load_end, now),
                     waited,
                 };
             }
@@ -242,17 +241,18 @@ impl History {
         samples
     }
 
-    /// Operations finished per second over the [`RATE_WINDOW`] before `now`,
-    /// or since `since` if that is shorter (the end of the load: what finished
-    /// during it, such as orders refused at once, says nothing of the drain).
+    /// Operations finished per second from `since` (the end of the load) to
+    /// `now`: the whole drain, not its last seconds, since operations held
+    /// behind a backlog can finish together in a burst (an order is final
+    /// only once its release has passed the reservations queued before it),
+    /// and a burst is not a pace. What finished during the load says nothing
+    /// of the drain.
     fn rate(&self, since: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
-        let window = chrono::Duration::from_std(RATE_WINDOW).expect("a small duration");
-        let from = (now - window).max(since);
-        let seconds = (now - from).as_seconds_f64();
+        let seconds = (now - since).as_seconds_f64();
         if seconds <= 0.0 {
             return 0.0;
         }
-        let n = self.finished.len() - self.finished.partition_point(|f| *f <= from);
+        let n = self.finished.len() - self.finished.partition_point(|f| *f <= since);
         n as f64 / seconds
     }
 }
@@ -299,12 +299,12 @@ impl Completion {
         ));
         lines.push(match self.drained_after {
             Some(d) => format!("backlog drained {:.1} s after the load", d.as_secs_f64()),
-            None if self.recent_rate > 0.0 => format!(
-                "NOT drained {:.0} s after the load: {} left, finishing {:.1}/s, about {:.0} s more",
+            None if self.drain_rate > 0.0 => format!(
+                "NOT drained {:.0} s after the load: {} left, finishing {:.1}/s since it ended, about {:.0} s more",
                 self.waited.as_secs_f64(),
                 self.left,
-                self.recent_rate,
-                self.left as f64 / self.recent_rate
+                self.drain_rate,
+                self.left as f64 / self.drain_rate
             ),
             None => format!(
                 "NOT drained {:.0} s after the load: {} left and none finishing",
@@ -392,8 +392,8 @@ mod tests {
         assert_eq!(history.timeline(t0, at(3500)).last().map(|s| s.1), Some(1));
         // Since the load ended at 2 s: two finished in 1.5 s.
         assert!((history.rate(at(2000), at(3500)) - 2.0 / 1.5).abs() < 1e-9);
-        // The window is 10 s at most.
-        assert!((history.rate(t0, at(12_000)) - 2.0 / 10.0).abs() < 1e-9);
+        // Over the whole drain, however long: a burst at its end is averaged.
+        assert!((history.rate(t0, at(12_000)) - 3.0 / 12.0).abs() < 1e-9);
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub struct Verdict {
     /// Not broken rules, but what the figures measured besides the
     /// scenario's work (orders refused for lack of stock).
     pub remarks: Vec<String>,
+    /// Effects recorded per second, from the load's start to the last one
+    /// recorded (fan-out, clicks: the scenarios the driver cannot follow
+    /// one by one): the pace at which the stack finished their work.
+    pub pace: Option<f64>,
 }
 
 impl Verdict {
@@ -138,6 +142,7 @@ impl Audit {
         let since = self.since;
         let db = &mut self.db;
         let (mut wrong, mut remarks) = (Vec::new(), Vec::new());
+        let mut pace = None;
         let (started, unfinished): (i64, i64) = match scenario {
             Scenario::Register => {
                 let pattern = format!("load-{run_id}-%");
@@ -235,14 +240,22 @@ impl Audit {
             }
             Scenario::Click | Scenario::Fanout => {
                 let query = if scenario == Scenario::Click {
-                    "SELECT count(*) FROM analytics_service.clicks WHERE clicked_at >= $1"
+                    "SELECT count(*), max(clicked_at) FROM analytics_service.clicks
+                     WHERE clicked_at >= $1"
                 } else {
-                    "SELECT count(*) FROM analytics_service.product_updates WHERE logged_at >= $1"
+                    "SELECT count(*), max(logged_at) FROM analytics_service.product_updates
+                     WHERE logged_at >= $1"
                 };
-                let stored: i64 = sqlx::query_scalar(query)
+                let (stored, last): (i64, Option<DateTime<Utc>>) = sqlx::query_as(query)
                     .bind(since)
                     .fetch_one(&mut *db)
                     .await?;
+                // (An audit of everything has no load start to count from.)
+                pace = last
+                    .filter(|_| since != DateTime::<Utc>::UNIX_EPOCH)
+                    .map(|last| (last - since).as_seconds_f64())
+                    .filter(|seconds| *seconds > 0.0)
+                    .map(|seconds| stored as f64 / seconds);
                 let unfinished = match served {
                     Some(served) if stored > served => {
                         wrong.push(format!("{stored} stored for {served} answered 2xx"));
@@ -259,6 +272,7 @@ impl Audit {
             unfinished,
             wrong,
             remarks,
+            pace,
         })
     }
 }
@@ -352,6 +366,7 @@ http_requests_total{service=\"product\",mode=\"sync\",method=\"PUT\",route=\"/pr
             unfinished: 0,
             wrong: vec![],
             remarks: vec![],
+            pace: None,
         };
         assert!(fine.holds());
         assert_eq!(
@@ -363,6 +378,7 @@ http_requests_total{service=\"product\",mode=\"sync\",method=\"PUT\",route=\"/pr
             unfinished: 2,
             wrong: vec!["3 reservations held by closed orders".into()],
             remarks: vec![],
+            pace: None,
         };
         assert!(!bad.holds());
         assert_eq!(

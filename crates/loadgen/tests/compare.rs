@@ -186,6 +186,15 @@ fn a_quick_comparison_writes_a_report_that_shows_what_was_measured() {
                 "{what}: a measured rate"
             );
         }
+        if matches!(run.scenario.as_str(), "fanout" | "click") {
+            // Not followed one by one: their pace is read from the stack's
+            // records (the effects' own timestamps), never assumed.
+            assert!(
+                run.finish_rate.is_some_and(|r| r > 0.0),
+                "{what}: a finishing pace from the records: {:?}",
+                run.finish_rate
+            );
+        }
         if run.scenario == "order" {
             // The stack starts with 100 units; the driver makes enough
             // available that every order is a saga, none refused for lack

@@ -466,9 +466,7 @@ async fn reconcile(
             lost = Some(missing);
             checks.push(Check {
                 ok: missing == 0,
-                text: format!(
-                    "lost: {missing} (each of the {answered_ok} accepted operations read back from the stack)"
-                ),
+                text: lost_text(missing, answered_ok),
             });
         }
         Scenario::Click | Scenario::Fanout => {
@@ -510,6 +508,17 @@ async fn reconcile(
         run.lost = lost;
         run.checks = checks;
     });
+}
+
+/// The read-back check's line: how many accepted operations the stack lacks.
+fn lost_text(missing: usize, accepted: usize) -> String {
+    match accepted {
+        0 => format!("lost: {missing} (no operation was accepted, so none to read back)"),
+        1 => format!("lost: {missing} (the one accepted operation read back from the stack)"),
+        n => format!(
+            "lost: {missing} (each of the {n} accepted operations read back from the stack)"
+        ),
+    }
 }
 
 /// After a saga race: every unit reserved by a closed order is back, and
@@ -560,5 +569,26 @@ async fn stock_check(shared: &Shared, lane_index: usize, lane: &Lane, before: &V
             "stock {}: {a1} available, {r1} reserved (before: {a0}, {r0}; {confirmed} confirmed)",
             if ok { "exact" } else { "WRONG" }
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lost_text;
+
+    #[test]
+    fn the_lost_line_reads_right_for_none_one_and_many() {
+        assert_eq!(
+            lost_text(0, 0),
+            "lost: 0 (no operation was accepted, so none to read back)"
+        );
+        assert_eq!(
+            lost_text(0, 1),
+            "lost: 0 (the one accepted operation read back from the stack)"
+        );
+        assert_eq!(
+            lost_text(2, 40),
+            "lost: 2 (each of the 40 accepted operations read back from the stack)"
+        );
     }
 }

@@ -249,8 +249,10 @@ pub struct RunData {
     pub finished_count: u64,
     pub left: u64,
     pub drained_after_s: Option<f64>,
-    /// Operations finished per second from the first acceptance to the last
-    /// finish: the async consumers' pace.
+    /// Operations finished per second: followed ones (async) from the load's
+    /// start to the last finish, or since the load ended when they did not
+    /// all finish; fan-out and clicks, from the stack's records, from the
+    /// load's start to the last effect recorded. The consumers' pace.
     pub finish_rate: Option<f64>,
     /// (s since the load began, accepted and not finished) (async, followed).
     pub backlog: Vec<(f64, u64)>,
@@ -356,14 +358,13 @@ impl RunData {
 
     /// The async consumers' capacity in operations per second, as the open
     /// loops' rates are set from it: the finishing rate of the operations
-    /// followed, else the slowest queue's drain, else (they kept up) the
-    /// answers per second.
+    /// followed or of the effects recorded, else the slowest queue's drain,
+    /// else (they kept up) the answers per second.
     pub fn capacity(&self) -> f64 {
         self.finish_rate
             .or_else(|| self.queue_drain_rate())
             .unwrap_or(self.throughput)
     }
-
     pub fn cpu_per_1000(&self, group: &str) -> Option<f64> {
         let used = self.resources.iter().find(|u| u.name == group)?;
         (self.operations > 0).then(|| used.cpu_seconds * 1000.0 / self.operations as f64)
@@ -520,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn the_consumers_pace_is_the_slowest_queue_draining_after_the_load() {
+    fn the_consumers_pace_is_what_finished_else_the_slowest_queue_draining() {
         let mut run: RunData =
             serde_json::from_str(include_str!("testdata/run.json")).expect("a run");
         run.load_end_s = 10.0;
@@ -540,7 +541,7 @@ mod tests {
         assert_eq!(run.queue_drain_rate(), Some(100.0));
         assert_eq!(run.capacity(), 100.0);
         run.finish_rate = Some(20.0);
-        assert_eq!(run.capacity(), 20.0, "followed operations say it first");
+        assert_eq!(run.capacity(), 20.0, "what finished says it first");
         run.finish_rate = None;
         run.queues.clear();
         assert_eq!(run.capacity(), 1000.0, "the consumers kept up");

@@ -277,8 +277,7 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("{} {mode} {}", scenario.name(), kind.title()))?;
                     if repetition == 0 && kind == LoadKind::Closed && mode == Mode::Async {
-                        capacity
-                            .insert(scenario.number(), run.finish_rate.unwrap_or(run.throughput));
+                        capacity.insert(scenario.number(), run.capacity());
                     }
                     let line = format!(
                         "{:<12} {:<5} {:<26} p50 {:>9} answered {:>8.1}/s{}",
@@ -496,10 +495,18 @@ fn run_data(
     let load_end_s = (load.warmup + load.duration).as_secs_f64();
     let completion = outcome.completion.as_ref();
     let finished_count = completion.map_or(0, |c| c.latency.len());
-    let finish_rate = completion.map(|c| match c.drained_after {
-        Some(after) => finished_count as f64 / (load_end_s + after.as_secs_f64()),
-        None => c.recent_rate,
-    });
+    let finish_rate = match completion {
+        Some(c) => Some(match c.drained_after {
+            Some(after) => finished_count as f64 / (load_end_s + after.as_secs_f64()),
+            None => c.drain_rate,
+        }),
+        // Not followed one by one: the pace in the stack's records.
+        None => outcome
+            .verdict
+            .as_ref()
+            .and_then(|v| v.as_ref().ok())
+            .and_then(|v| v.pace),
+    };
     let warm_expected = outcome
         .warmup
         .statuses
