@@ -365,6 +365,7 @@ impl RunData {
             .or_else(|| self.queue_drain_rate())
             .unwrap_or(self.throughput)
     }
+
     pub fn cpu_per_1000(&self, group: &str) -> Option<f64> {
         let used = self.resources.iter().find(|u| u.name == group)?;
         (self.operations > 0).then(|| used.cpu_seconds * 1000.0 / self.operations as f64)
