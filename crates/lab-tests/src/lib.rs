@@ -252,7 +252,16 @@ impl Stack {
     }
 
     pub async fn get(&self, service: &str, path: &str) -> (u16, serde_json::Value) {
-        self.send(self.http.get(self.url(service, path))).await
+        let url = self.url(service, path);
+        let response = match self.http.get(&url).send().await {
+            // The server closed a pooled keep-alive connection just as the
+            // request went out on it (a race every HTTP client meets, often
+            // with a short idle timeout): a GET is idempotent, so it is sent
+            // once more, as clients do.
+            Err(e) if e.is_request() => self.http.get(&url).send().await,
+            sent => sent,
+        };
+        Self::read(response.expect("request sent")).await
     }
 
     /// GETs until `done` holds for the body (async work finishing), for at
@@ -310,7 +319,10 @@ impl Stack {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
-        let response = request.send().await.expect("request sent");
+        Self::read(request.send().await.expect("request sent")).await
+    }
+
+    async fn read(response: reqwest::Response) -> (u16, serde_json::Value) {
         let status = response.status().as_u16();
         let bytes = response.bytes().await.expect("body read");
         (
