@@ -78,9 +78,10 @@ pub struct Completion {
     pub at_load_end: u64,
     /// Time from the end of the load until the last operation finished.
     pub drained_after: Option<Duration>,
-    /// Left unfinished when the follower gave up, and the finishing rate since
-    /// the load ended.
+    /// Left unfinished when the follower gave up.
     pub left: u64,
+    /// Operations finished per second from the end of the load until the
+    /// follower stopped (the whole drain).
     pub drain_rate: f64,
     pub waited: Duration,
 }
