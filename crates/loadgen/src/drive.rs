@@ -18,6 +18,11 @@ use crate::reconcile::{self, Verdict};
 use crate::scenario::{ORDER_PRODUCT, ORDER_STOCK, Scenario};
 use crate::stats::{HUNG_UP, Stats};
 
+/// Open loop: the driver's connections at most, by default (the machine
+/// allows 20,000 open files per process; a sync stack far above its capacity
+/// would take them all).
+pub const MAX_IN_FLIGHT: usize = 5_000;
+
 /// How to load one scenario.
 #[derive(Debug, Clone)]
 pub struct Load {

@@ -124,7 +124,7 @@ struct RunArgs {
     /// Open loop: at most this many requests in flight (the driver's
     /// connection pool); requests due while all are busy wait, and their
     /// latency counts from when they were due.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = loadgen::drive::MAX_IN_FLIGHT)]
     max_in_flight: usize,
     /// Seconds of measured load per scenario.
     #[arg(long, default_value_t = 10.0)]
@@ -244,6 +244,10 @@ struct FaultArgs {
     /// Closed loop: this many concurrent clients.
     #[arg(long, default_value_t = 10)]
     clients: usize,
+    /// Open loop instead: this many requests per second (the comparison
+    /// report restarts components at each scenario's steady rate).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Seconds of load, the fault in the middle.
     #[arg(long, default_value_t = 12.0)]
     duration: f64,
@@ -269,6 +273,7 @@ async fn fault(args: FaultArgs) -> anyhow::Result<()> {
         infra: &stacks.infra,
         log: &stacks.log,
         clients: args.clients,
+        rate: args.rate,
         duration: Duration::from_secs_f64(args.duration),
         drain_timeout: Duration::from_secs_f64(args.drain_timeout),
         plan: Plan {

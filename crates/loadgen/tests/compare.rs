@@ -247,12 +247,20 @@ fn a_quick_comparison_writes_a_report_that_shows_what_was_measured() {
     );
     check_plots(&dir, &data);
 
-    // The quick profile restarts payment under the saga, in both modes: sync
-    // answers 503 while it is away, async accepts it all and finishes it.
+    // The quick profile restarts payment under the saga, in both modes, at
+    // the saga's steady rate (its open loop below capacity): sync answers 503
+    // while it is away, async accepts it all and finishes it.
     let modes: Vec<&str> = data.faults.iter().map(|f| f.mode.as_str()).collect();
     assert_eq!(modes, ["sync", "async"]);
+    let steady = data
+        .runs
+        .iter()
+        .find(|r| r.scenario == "order" && r.load == LoadKind::OpenBelow)
+        .and_then(|r| r.rate)
+        .expect("the saga's open loop below capacity");
     for fault in &data.faults {
         assert_eq!(fault.fault, "payment");
+        assert_eq!(fault.load, format!("{steady}/s open"));
         assert!(fault.holds(), "{:?}", fault.describe());
         let row = format!("| {} |", fault.cells().join(" | "));
         assert!(md.contains(&row), "report.md: {row}");

@@ -51,6 +51,7 @@ async fn restart(mode: Mode, fault: Fault) -> FaultReport {
         infra: &infra,
         log: &log,
         clients: 8,
+        rate: None,
         duration: Duration::from_secs(6),
         drain_timeout: Duration::from_secs(60),
         plan: Plan {
