@@ -326,9 +326,9 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
                 .out
                 .join("logs")
                 .join(format!("fault-{}-{mode}.log", fault.name()));
-            // The full profile's drain is long enough for a broker restart's
-            // backlog of ~50,000 orders (61.8 s once on a 2-core VM, where
-            // 60 s left 4,527 of them unreconciled in a report).
+            // The drain is a cap: at a steady rate the work is final seconds
+            // after the load. Back to back (the scenario not run), a broker
+            // restart's ~50,000 orders took 61.8 s once on a 2-core VM.
             let (duration, at, down, drain) = if args.quick {
                 (6.0, 1.5, 1.5, 60)
             } else {
