@@ -28,6 +28,13 @@ pub struct Verdict {
     /// recorded (fan-out, clicks: the scenarios the driver cannot follow
     /// one by one): the pace at which the stack finished their work.
     pub pace: Option<f64>,
+    /// The order saga: its payments settled per second from the first to
+    /// the last, the pace of its slowest step (10 at a time, 2 s each),
+    /// which its orders keep once the queues they share have drained (an
+    /// order is final only after inventory has released or committed its
+    /// unit, and that message waits behind every reservation queued before
+    /// it, so after a burst the orders themselves finish late and together).
+    pub step_pace: Option<f64>,
 }
 
 impl Verdict {
@@ -142,7 +149,7 @@ impl Audit {
         let since = self.since;
         let db = &mut self.db;
         let (mut wrong, mut remarks) = (Vec::new(), Vec::new());
-        let mut pace = None;
+        let (mut pace, mut step_pace) = (None, None);
         let (started, unfinished): (i64, i64) = match scenario {
             Scenario::Register => {
                 let pattern = format!("load-{run_id}-%");
@@ -221,6 +228,26 @@ impl Audit {
                 if twice > 0 {
                     wrong.push(format!("{twice} orders charged more than once"));
                 }
+                if since != DateTime::<Utc>::UNIX_EPOCH {
+                    let (settled, first, last): (
+                        i64,
+                        Option<DateTime<Utc>>,
+                        Option<DateTime<Utc>>,
+                    ) = sqlx::query_as(
+                        "SELECT count(*), min(p.completed_at), max(p.completed_at)
+                             FROM payment_service.payments p
+                             JOIN order_service.orders o ON o.id = p.order_id
+                             WHERE o.created_at >= $1 AND p.completed_at IS NOT NULL",
+                    )
+                    .bind(since)
+                    .fetch_one(&mut *db)
+                    .await?;
+                    step_pace = first
+                        .zip(last)
+                        .map(|(first, last)| (last - first).as_seconds_f64())
+                        .filter(|seconds| *seconds > 0.0)
+                        .map(|seconds| (settled - 1) as f64 / seconds);
+                }
                 let off: Vec<(i64, i32, i64)> = sqlx::query_as(
                     "SELECT s.product_id, s.reserved, coalesce(sum(r.quantity), 0)::bigint
                      FROM inventory_service.stock s
@@ -273,6 +300,7 @@ impl Audit {
             wrong,
             remarks,
             pace,
+            step_pace,
         })
     }
 }
@@ -367,6 +395,7 @@ http_requests_total{service=\"product\",mode=\"sync\",method=\"PUT\",route=\"/pr
             wrong: vec![],
             remarks: vec![],
             pace: None,
+            step_pace: None,
         };
         assert!(fine.holds());
         assert_eq!(
@@ -379,6 +408,7 @@ http_requests_total{service=\"product\",mode=\"sync\",method=\"PUT\",route=\"/pr
             wrong: vec!["3 reservations held by closed orders".into()],
             remarks: vec![],
             pace: None,
+            step_pace: None,
         };
         assert!(!bad.holds());
         assert_eq!(

@@ -254,6 +254,10 @@ pub struct RunData {
     /// all finish; fan-out and clicks, from the stack's records, from the
     /// load's start to the last effect recorded. The consumers' pace.
     pub finish_rate: Option<f64>,
+    /// The order saga: its slowest step's pace in the stack's records
+    /// ([`crate::reconcile::Verdict::step_pace`], payments settled per second).
+    #[serde(default)]
+    pub step_pace: Option<f64>,
     /// (s since the load began, accepted and not finished) (async, followed).
     pub backlog: Vec<(f64, u64)>,
     /// (s, messages ready in the stack's queues) (async).
@@ -357,11 +361,14 @@ impl RunData {
     }
 
     /// The async consumers' capacity in operations per second, as the open
-    /// loops' rates are set from it: the finishing rate of the operations
+    /// loops' rates are set from it: the saga's slowest step's pace in the
+    /// stack's records (its orders, held behind shared queues after a burst,
+    /// finish late and together), else the finishing rate of the operations
     /// followed or of the effects recorded, else the slowest queue's drain,
     /// else (they kept up) the answers per second.
     pub fn capacity(&self) -> f64 {
-        self.finish_rate
+        self.step_pace
+            .or(self.finish_rate)
             .or_else(|| self.queue_drain_rate())
             .unwrap_or(self.throughput)
     }
@@ -543,6 +550,9 @@ mod tests {
         assert_eq!(run.capacity(), 100.0);
         run.finish_rate = Some(20.0);
         assert_eq!(run.capacity(), 20.0, "what finished says it first");
+        run.step_pace = Some(5.0);
+        assert_eq!(run.capacity(), 5.0, "unless the records show a slower step");
+        run.step_pace = None;
         run.finish_rate = None;
         run.queues.clear();
         assert_eq!(run.capacity(), 1000.0, "the consumers kept up");

@@ -76,8 +76,9 @@ pub struct CompareArgs {
     /// modes on a fresh stack (`lab-load fault`): `all`, `none`, or a list
     /// (`payment,broker`). Default: all in the full profile, payment in the
     /// quick one.
+    /// (Repeatable; each occurrence is a list, hence the nesting clap needs.)
     #[arg(long, value_parser = parse_faults)]
-    pub faults: Option<Vec<crate::fault::Fault>>,
+    pub faults: Option<Vec<Vec<crate::fault::Fault>>>,
     /// RabbitMQ's management API (only its version is read).
     #[arg(long, default_value = "http://127.0.0.1:15672")]
     pub rabbitmq_api: String,
@@ -311,7 +312,7 @@ pub async fn run(args: CompareArgs) -> anyhow::Result<()> {
             .contains_key(&scenario.number())
             .then(|| share_of(&capacity, scenario, BELOW))
     };
-    let faults = args.faults.clone().unwrap_or_else(|| {
+    let faults = args.faults.clone().map(|f| f.concat()).unwrap_or_else(|| {
         if args.quick {
             vec![crate::fault::Fault::Service("payment")]
         } else {
@@ -514,17 +515,14 @@ fn run_data(
     let load_end_s = (load.warmup + load.duration).as_secs_f64();
     let completion = outcome.completion.as_ref();
     let finished_count = completion.map_or(0, |c| c.latency.len());
+    let verdict = outcome.verdict.as_ref().and_then(|v| v.as_ref().ok());
     let finish_rate = match completion {
         Some(c) => Some(match c.drained_after {
             Some(after) => finished_count as f64 / (load_end_s + after.as_secs_f64()),
             None => c.drain_rate,
         }),
         // Not followed one by one: the pace in the stack's records.
-        None => outcome
-            .verdict
-            .as_ref()
-            .and_then(|v| v.as_ref().ok())
-            .and_then(|v| v.pace),
+        None => verdict.and_then(|v| v.pace),
     };
     let warm_expected = outcome
         .warmup
@@ -571,6 +569,7 @@ fn run_data(
         left: completion.map_or(0, |c| c.left),
         drained_after_s: completion.and_then(|c| c.drained_after.map(|d| d.as_secs_f64())),
         finish_rate,
+        step_pace: verdict.and_then(|v| v.step_pace),
         backlog: completion.map(|c| c.backlog.clone()).unwrap_or_default(),
         queued: total(&queues),
         queues: queues
@@ -584,5 +583,40 @@ fn run_data(
         operations,
         resources,
         notes: outcome.notes.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: CompareArgs,
+    }
+
+    fn faults(argv: &[&str]) -> Option<Vec<crate::fault::Fault>> {
+        let argv = ["compare"].iter().chain(argv);
+        let cli = Cli::try_parse_from(argv).expect("valid arguments");
+        cli.args.faults.map(|f| f.concat())
+    }
+
+    #[test]
+    fn faults_are_chosen_by_name_list_all_or_none() {
+        use crate::fault::{ALL, Fault};
+        assert_eq!(faults(&[]), None, "the profile's default");
+        assert_eq!(faults(&["--faults", "none"]), Some(vec![]));
+        assert_eq!(faults(&["--faults", "all"]), Some(ALL.to_vec()));
+        assert_eq!(
+            faults(&["--faults", "payment,broker", "--faults", "postgres"]),
+            Some(vec![
+                Fault::Service("payment"),
+                Fault::Broker,
+                Fault::Postgres
+            ])
+        );
+        assert!(Cli::try_parse_from(["compare", "--faults", "kafka"]).is_err());
     }
 }
