@@ -497,10 +497,8 @@ pub async fn on_fresh_stack(trial: &Trial<'_>, fault: Fault) -> anyhow::Result<F
         clients: trial.clients,
         think: Duration::ZERO,
         rate: trial.rate,
-        max_in_flight: match trial.rate {
-            Some(_) => crate::drive::MAX_IN_FLIGHT,
-            None => trial.clients,
-        },
+        // (Open loop only; a closed loop has its clients.)
+        max_in_flight: crate::drive::MAX_IN_FLIGHT,
         warmup: Duration::ZERO,
         duration: trial.duration,
         drain_timeout: trial.drain_timeout,
