@@ -337,6 +337,12 @@ fn first<'a>(data: &'a Data, scenario: &str, load: LoadKind, mode: &str) -> Opti
     Group::of(data, scenario, load, mode).runs.first().copied()
 }
 
+/// The async capacity the open loops' rates were set from: its first closed
+/// loop's ([`RunData::capacity`]).
+pub fn capacity(data: &Data, scenario: &str) -> Option<f64> {
+    first(data, scenario, LoadKind::Closed, "async").map(RunData::capacity)
+}
+
 fn throughput_series(data: &Data, scenario: &str) -> Vec<Series> {
     [("sync", SYNC), ("async", ASYNC)]
         .into_iter()
@@ -398,11 +404,20 @@ fn load_title(data: &Data, scenario: &str, load: LoadKind) -> String {
         .or_else(|| first(data, scenario, load, "async"))
         .and_then(|r| r.rate)
     {
-        Some(rate) => format!(
-            "{} ({} requests/s, both modes)",
-            load.title(),
-            per_s(rate).trim_end_matches("/s")
-        ),
+        Some(rate) => {
+            let share = match load {
+                LoadKind::OpenAbove => data.settings.above_share,
+                _ => data.settings.below_share,
+            };
+            let of = capacity(data, scenario)
+                .map(|c| format!("; {share}× the async capacity, {}", per_s(c)))
+                .unwrap_or_default();
+            format!(
+                "{} ({} requests/s, both modes{of})",
+                load.title(),
+                per_s(rate).trim_end_matches("/s")
+            )
+        }
         None => format!(
             "{} ({} clients back to back)",
             load.title(),
@@ -725,7 +740,7 @@ fn document(dir: &Path, data: &Data, against: Option<&Data>) -> anyhow::Result<V
         vec![
             "open loop".into(),
             format!(
-                "{}× and {}× the async consumers' capacity (its finishing rate in the first closed loop), at most {} requests in flight",
+                "{}× and {}× the async consumers' capacity, from the first closed loop (the rate its work finished; for the order, its payments settled per second; else its slowest queue's drain), at most {} requests in flight",
                 s.below_share, s.above_share, s.max_in_flight
             ),
         ],
