@@ -23,18 +23,25 @@ pub async fn run(ctx: &Ctx, order: Order, first: Command) -> Result<(Order, Opti
 }
 
 async fn drive(ctx: &Ctx, mut order: Order, first: Command) -> Result<(Order, Option<String>)> {
-    let mut command = Some(first);
+    let mut event = call(ctx, first).await?;
     let mut cause = None;
-    while let Some(c) = command.take() {
-        let event = call(ctx, c).await?;
-        let Some(t) = saga::next(&order, event) else {
-            break;
-        };
+    while let Some(mut t) = saga::next(&order, event) {
         if t.reason.is_some() && cause.is_none() {
             cause = t.steps[0].detail.clone();
         }
-        order = saga::apply(&ctx.db, &order, &t, None).await?;
-        command = t.command;
+        // The step is recorded while the next command's call is made, and
+        // the saga goes on when both are done. A crash between the two
+        // changes nothing a recovery reads: the order is `pending` either
+        // way, and the stale sweep fails it and owes its release
+        // ([`crate::followups`]).
+        let Some(command) = t.command.take() else {
+            order = saga::apply(&ctx.db, &order, &t, None).await?;
+            break;
+        };
+        let (recorded, answered) =
+            tokio::join!(saga::apply(&ctx.db, &order, &t, None), call(ctx, command));
+        order = recorded?;
+        event = answered?;
     }
     Ok((order, cause))
 }
