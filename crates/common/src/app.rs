@@ -371,9 +371,36 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// The whole `main` of a service binary. With `--healthcheck` as its first
-/// argument it only asks the running service whether it is alive (exit 0 or 1).
-pub async fn serve_main(def: &ServiceDef) -> ExitCode {
+/// The whole `main` of a service binary: its runtime, then the service.
+///
+/// Async mode's services run one tokio worker thread each: all their work is
+/// short non-blocking tasks (a handler, a relay batch, a consumer's message),
+/// and ten services share the machine's cores with PostgreSQL and RabbitMQ.
+/// With a worker per core in every service, the runtimes' threads wake each
+/// other to steal work across services' message chains: on the 2-core VM the
+/// async saga accepted 14-47 % more orders a second with one
+/// (docs/measuring.md, tenth round). Sync mode keeps tokio's default (a
+/// worker per core; its blocking work runs on `SYNC_WORKERS` threads either
+/// way), where one thread measured no better. `TOKIO_WORKER_THREADS` sets
+/// the count in either mode; a service scales past one core by replicas.
+pub fn serve_main(def: &ServiceDef) -> ExitCode {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    runtime.enable_all();
+    if cfg!(feature = "async") && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        runtime.worker_threads(1);
+    }
+    match runtime.build() {
+        Ok(runtime) => runtime.block_on(run_service(def)),
+        Err(e) => {
+            eprintln!("{}: cannot start a runtime: {e}", def.spec.binary());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// With `--healthcheck` as its first argument it only asks the running
+/// service whether it is alive (exit 0 or 1).
+async fn run_service(def: &ServiceDef) -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("--healthcheck") {
         return healthcheck(def.spec).await;
     }

@@ -1,6 +1,5 @@
 //! The email service as a process of its own. Everything else is in the library.
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    common::app::serve_main(&email::SERVICE).await
+fn main() -> std::process::ExitCode {
+    common::app::serve_main(&email::SERVICE)
 }
