@@ -276,6 +276,9 @@ pub struct RunData {
     pub notes: Vec<String>,
 }
 
+/// What [`RunData::capacity`] is, as the report and the README say it.
+pub const CAPACITY_IS: &str = "measured in the first closed loop: the rate its work finished (for the order, its payments settled per second; where neither is known, its slowest queue's drain)";
+
 impl RunData {
     pub fn expected_answers(&self) -> u64 {
         self.statuses

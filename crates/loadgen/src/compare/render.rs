@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use super::data::{Data, Dist, Group, LoadKind, PERCENTILES, RunData, Spread, ratio};
+use super::data::{CAPACITY_IS, Data, Dist, Group, LoadKind, PERCENTILES, RunData, Spread, ratio};
 use super::plots::{self, ASYNC, ASYNC_FINISHED, SYNC, SYNC_FINISHED, Series};
 use crate::stats::human;
 
@@ -740,7 +740,7 @@ fn document(dir: &Path, data: &Data, against: Option<&Data>) -> anyhow::Result<V
         vec![
             "open loop".into(),
             format!(
-                "{}× and {}× the async consumers' capacity, from the first closed loop (the rate its work finished; for the order, its payments settled per second; else its slowest queue's drain), at most {} requests in flight",
+                "{}× and {}× the async consumers' capacity, {CAPACITY_IS}; at most {} requests in flight",
                 s.below_share, s.above_share, s.max_in_flight
             ),
         ],
