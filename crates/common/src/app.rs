@@ -371,38 +371,34 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     }
 }
 
-/// The whole `main` of a service binary: its runtime, then the service.
+/// The whole `main` of a service binary: its settings, its runtime, then
+/// the service. A setting that cannot be used stops it with exit code 2 and
+/// a line naming the variable. With `--healthcheck` as its first argument
+/// it only asks the running service whether it is alive (exit 0 or 1).
 ///
-/// Async mode's services run one tokio worker thread each: all their work is
-/// short non-blocking tasks (a handler, a relay batch, a consumer's message),
-/// and ten services share the machine's cores with PostgreSQL and RabbitMQ.
-/// With a worker per core in every service, the runtimes' threads wake each
-/// other to steal work across services' message chains: on the 2-core VM the
-/// async saga accepted 14-47 % more orders a second with one
-/// (docs/measuring.md, tenth round). Sync mode keeps tokio's default (a
-/// worker per core; its blocking work runs on `SYNC_WORKERS` threads either
-/// way), where one thread measured no better. `TOKIO_WORKER_THREADS` sets
-/// the count in either mode; a service scales past one core by replicas.
+/// Async mode's services run one tokio worker thread each
+/// (`Settings::runtime_workers`): all their work is short non-blocking tasks
+/// (a handler, a relay batch, a consumer's message), and ten services share
+/// the machine's cores with PostgreSQL and RabbitMQ. With a worker per core
+/// in every service, the runtimes' threads wake each other to steal work
+/// across services' message chains: on the 2-core VM the async saga
+/// accepted 14-47 % more orders a second with one (docs/measuring.md, tenth
+/// round). Sync mode keeps tokio's default of a worker per core (its
+/// blocking work runs on `SYNC_WORKERS` threads either way), where one
+/// thread measured no better. `TOKIO_WORKER_THREADS` sets the count in
+/// either mode; a service scales past one core by replicas.
 pub fn serve_main(def: &ServiceDef) -> ExitCode {
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    runtime.enable_all();
-    if cfg!(feature = "async") && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
-        runtime.worker_threads(1);
-    }
-    match runtime.build() {
-        Ok(runtime) => runtime.block_on(run_service(def)),
-        Err(e) => {
-            eprintln!("{}: cannot start a runtime: {e}", def.spec.binary());
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// With `--healthcheck` as its first argument it only asks the running
-/// service whether it is alive (exit 0 or 1).
-async fn run_service(def: &ServiceDef) -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("--healthcheck") {
-        return healthcheck(def.spec).await;
+        return match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(healthcheck(def.spec)),
+            Err(e) => {
+                eprintln!("{}: unhealthy: cannot start a runtime: {e}", def.spec.binary());
+                ExitCode::FAILURE
+            }
+        };
     }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
@@ -411,6 +407,20 @@ async fn run_service(def: &ServiceDef) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.runtime_workers)
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run_service(def, settings)),
+        Err(e) => {
+            eprintln!("{}: cannot start a runtime: {e}", def.spec.binary());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_service(def: &ServiceDef, settings: Settings) -> ExitCode {
     telemetry::init(settings.log_format);
     let app = match Application::build(def, settings).await {
         Ok(app) => app,

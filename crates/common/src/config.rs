@@ -12,10 +12,11 @@ use std::net::IpAddr;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::services::{MODE, SERVICES};
+use crate::services::{MODE, Mode, SERVICES};
 
 /// Every environment variable a service process reads: what [`Settings`]
-/// reads, plus `RUST_LOG` (the tracing filter). The one list the Compose
+/// reads (the runtime's `TOKIO_WORKER_THREADS` among them), plus `RUST_LOG`
+/// (the tracing filter). The one list the Compose
 /// files, `.env.example` and their tests are checked against; a unit test
 /// below proves it is exactly what the code asks for.
 pub const VARS: &[&str] = &[
@@ -25,6 +26,7 @@ pub const VARS: &[&str] = &[
     "DB_MAX_CONNECTIONS",
     "DB_ACQUIRE_TIMEOUT_MS",
     "SYNC_WORKERS",
+    "TOKIO_WORKER_THREADS",
     "CLICK_BATCH_SIZE",
     "OUTBOUND_CONNECT_TIMEOUT_MS",
     "OUTBOUND_TIMEOUT_MS",
@@ -130,6 +132,10 @@ pub struct Settings {
     pub click_batch_size: u16,
     /// `SYNC_WORKERS`: threads per service for blocking work (the seed's 40).
     pub sync_workers: usize,
+    /// `TOKIO_WORKER_THREADS` (tokio's own name): the runtime's worker
+    /// threads; by default one in async mode and one per core in sync mode
+    /// (`app::serve_main` says why).
+    pub runtime_workers: usize,
     /// `OUTBOUND_CONNECT_TIMEOUT_MS` and `OUTBOUND_TIMEOUT_MS` for calls to other services.
     pub outbound_connect_timeout: Duration,
     pub outbound_timeout: Duration,
@@ -216,6 +222,13 @@ impl Settings {
             db_max_connections: env.positive("DB_MAX_CONNECTIONS", 8)?,
             db_acquire_timeout: millis("DB_ACQUIRE_TIMEOUT_MS", 30_000)?,
             sync_workers: env.positive("SYNC_WORKERS", 40)?,
+            runtime_workers: env.positive(
+                "TOKIO_WORKER_THREADS",
+                match MODE {
+                    Mode::Async => 1,
+                    Mode::Sync => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                },
+            )?,
             click_batch_size: env.positive("CLICK_BATCH_SIZE", 500)?,
             outbound_connect_timeout: millis("OUTBOUND_CONNECT_TIMEOUT_MS", 1_000)?,
             outbound_timeout: millis("OUTBOUND_TIMEOUT_MS", 30_000)?,
@@ -363,6 +376,11 @@ mod tests {
         assert_eq!(s.delays.email, Duration::from_millis(500));
         assert_eq!(s.delays.payment, Duration::from_secs(2));
         assert_eq!(s.sync_workers, 40);
+        if MODE == Mode::Async {
+            assert_eq!(s.runtime_workers, 1);
+        }
+        let empty = Settings::from_vars([("TOKIO_WORKER_THREADS", " ")]).unwrap();
+        assert_eq!(empty.runtime_workers, s.runtime_workers, "empty means the default");
         assert_eq!(s.report_seconds, 10.0);
         assert_eq!(
             s.url("email"),
@@ -384,6 +402,8 @@ mod tests {
         assert_eq!(err.var, "SYNC_WORKERS");
         let err = Settings::from_vars([("LOG_FORMAT", "xml")]).unwrap_err();
         assert_eq!(err.var, "LOG_FORMAT");
+        let err = Settings::from_vars([("TOKIO_WORKER_THREADS", "0")]).unwrap_err();
+        assert_eq!(err.var, "TOKIO_WORKER_THREADS");
     }
 
     #[test]

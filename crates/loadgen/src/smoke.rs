@@ -1,5 +1,6 @@
 //! `lab-load smoke`: the one-command path, run for real. `lab up` of the
-//! mode's build refuses more connections than PostgreSQL takes; started on a
+//! mode's build refuses more connections than PostgreSQL takes, a service
+//! refuses a setting it cannot use; started on a
 //! fresh database and broker prefix it answers every scenario with the code
 //! the contract gives ([`Scenario::expected`], the driver's own table), async
 //! work reaches its end, the launcher's control endpoint stops and starts a
@@ -41,6 +42,8 @@ const ENV: &[(&str, &str)] = &[
     ("ANALYTICS_DELAY_MS", "10"),
     ("REPORT_ITERATIONS", "10000"),
     ("RUST_LOG", "warn"),
+    // Empty, as `.env.example` leaves it: the code's default.
+    ("TOKIO_WORKER_THREADS", ""),
 ];
 
 struct Checks {
@@ -75,6 +78,8 @@ pub async fn run(args: SmokeArgs) -> anyhow::Result<()> {
 
     refuses_too_many_connections(&args, &infra, &name, &env).await?;
     checks.pass("lab up refuses DB_MAX_CONNECTIONS=100000 and says why");
+    a_bad_setting_stops_a_service(&args).await?;
+    checks.pass("a service given TOKIO_WORKER_THREADS=0 exits 2 and names it");
 
     let stack = Stack::start(&args.bin, mode, &name, &env, &infra, &log).await?;
     let result = against(&stack, &mut checks).await;
@@ -123,6 +128,26 @@ async fn refuses_too_many_connections(
         "lab up did not say why it refused: {said}"
     );
     stack::ports_free(args.mode).context("a service runs although lab up refused to start")
+}
+
+/// A setting a service cannot use stops it before it starts, with exit
+/// code 2 and a line naming the variable (`common::app::serve_main`).
+async fn a_bad_setting_stops_a_service(args: &SmokeArgs) -> anyhow::Result<()> {
+    let binary = args.bin.join(SERVICES[0].binary());
+    let out = tokio::process::Command::new(&binary)
+        .env("TOKIO_WORKER_THREADS", "0")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(2) && said.contains("TOKIO_WORKER_THREADS"),
+        "{} with TOKIO_WORKER_THREADS=0: {}, said {said:?}",
+        binary.display(),
+        out.status
+    );
+    Ok(())
 }
 
 async fn against(stack: &Stack, checks: &mut Checks) -> anyhow::Result<()> {

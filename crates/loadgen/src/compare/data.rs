@@ -277,7 +277,7 @@ pub struct RunData {
 }
 
 /// What [`RunData::capacity`] is, as the report and the README say it.
-pub const CAPACITY_IS: &str = "measured in the first closed loop: the rate its work finished (for the order, its payments settled per second; where neither is known, its slowest queue's drain)";
+pub const CAPACITY_IS: &str = "measured in the first closed loop: the rate its work finished (for the order, its payments settled per second; where neither is known, its slowest queue's drain, else its answers per second)";
 
 impl RunData {
     pub fn expected_answers(&self) -> u64 {
