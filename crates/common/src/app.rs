@@ -395,7 +395,10 @@ pub fn serve_main(def: &ServiceDef) -> ExitCode {
         {
             Ok(runtime) => runtime.block_on(healthcheck(def.spec)),
             Err(e) => {
-                eprintln!("{}: unhealthy: cannot start a runtime: {e}", def.spec.binary());
+                eprintln!(
+                    "{}: unhealthy: cannot start a runtime: {e}",
+                    def.spec.binary()
+                );
                 ExitCode::FAILURE
             }
         };

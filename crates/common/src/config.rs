@@ -380,7 +380,10 @@ mod tests {
             assert_eq!(s.runtime_workers, 1);
         }
         let empty = Settings::from_vars([("TOKIO_WORKER_THREADS", " ")]).unwrap();
-        assert_eq!(empty.runtime_workers, s.runtime_workers, "empty means the default");
+        assert_eq!(
+            empty.runtime_workers, s.runtime_workers,
+            "empty means the default"
+        );
         assert_eq!(s.report_seconds, 10.0);
         assert_eq!(
             s.url("email"),
