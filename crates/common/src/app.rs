@@ -383,9 +383,9 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// in every service, the runtimes' threads wake each other to steal work
 /// across services' message chains: on the 2-core VM the async saga
 /// accepted 14-47 % more orders a second with one (docs/measuring.md, tenth
-/// round). Sync mode keeps tokio's default of a worker per core (its
-/// blocking work runs on `SYNC_WORKERS` threads either way), where one
-/// thread measured no better. `TOKIO_WORKER_THREADS` sets the count in
+/// round). Sync mode's services run a worker per CPU they may use (tokio's
+/// usual count; their blocking work runs on `SYNC_WORKERS` threads either
+/// way), where one thread measured no better. `TOKIO_WORKER_THREADS` sets the count in
 /// either mode; a service scales past one core by replicas.
 pub fn serve_main(def: &ServiceDef) -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("--healthcheck") {
@@ -418,6 +418,25 @@ pub fn serve_main(def: &ServiceDef) -> ExitCode {
         Ok(runtime) => runtime.block_on(run_service(def, settings)),
         Err(e) => {
             eprintln!("{}: cannot start a runtime: {e}", def.spec.binary());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The whole `main` of the lab's tools (`lab`, `lab-load`, `showdown`): a
+/// runtime with a worker per CPU, then `main`. Not `#[tokio::main]`, which
+/// reads `TOKIO_WORKER_THREADS`: that is the services' setting, which `lab`
+/// passes on to them and `.env.example` leaves empty (tokio rejects empty).
+pub fn tool_main(main: impl Future<Output = ExitCode>) -> ExitCode {
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(main),
+        Err(e) => {
+            eprintln!("cannot start a runtime: {e}");
             ExitCode::FAILURE
         }
     }

@@ -71,8 +71,11 @@ fn service_name(name: &str) -> Result<String, String> {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    common::app::tool_main(cli())
+}
+
+async fn cli() -> ExitCode {
     let cli = Cli::parse();
     let result = match (cli.mode.as_deref(), cli.command) {
         (Some(mode), _) if mode != MODE.as_str() => both::other(mode).await,

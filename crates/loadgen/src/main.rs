@@ -421,8 +421,11 @@ fn parse_share(s: &str) -> Result<f64, String> {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    common::app::tool_main(cli())
+}
+
+async fn cli() -> ExitCode {
     let result = match Cli::parse().command {
         Cmd::Run(args) => run(args).await,
         Cmd::Memory => memory(),

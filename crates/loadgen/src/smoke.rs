@@ -134,7 +134,9 @@ async fn refuses_too_many_connections(
 /// code 2 and a line naming the variable (`common::app::serve_main`).
 async fn a_bad_setting_stops_a_service(args: &SmokeArgs) -> anyhow::Result<()> {
     let binary = args.bin.join(SERVICES[0].binary());
+    // Nothing else from this environment: only this setting can be named.
     let out = tokio::process::Command::new(&binary)
+        .env_clear()
         .env("TOKIO_WORKER_THREADS", "0")
         .kill_on_drop(true)
         .output()

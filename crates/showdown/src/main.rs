@@ -4,8 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    common::app::tool_main(serve())
+}
+
+async fn serve() -> ExitCode {
     let config = showdown::Config::parse();
     common::telemetry::init(common::config::LogFormat::Pretty);
     let listener = match tokio::net::TcpListener::bind((config.host, config.port)).await {
