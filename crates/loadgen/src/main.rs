@@ -174,6 +174,24 @@ mod tests {
         }
         assert!(run_args("1 --clients many", Mode::Sync, "").is_err());
     }
+
+    #[test]
+    fn cpu_per_operation_says_when_work_was_still_owed() {
+        let used = [procs::Used {
+            name: "postgresql".into(),
+            cpu_seconds: 2.0,
+            rss_mb: 0.0,
+            peak_rss_mb: 0.0,
+        }];
+        assert_eq!(
+            cpu_per_operations(&used, 4000, 0),
+            "CPU s per 1,000 operations (4000 operations, warm-up and drain included): postgresql 0.500; all 0.500"
+        );
+        assert!(
+            cpu_per_operations(&used, 4000, 300)
+                .contains("; 300 of them not final at the end, their remaining work not counted)")
+        );
+    }
 }
 
 /// The build a command starts fresh stacks of, and where their PostgreSQL
@@ -545,15 +563,24 @@ fn print_reports(mode: Mode, reports: &[(Outcome, Vec<procs::Used>)]) {
         for line in r.breakdown.describe() {
             println!("{line}");
         }
-        println!("{}", cpu_per_operations(cpu, r.breakdown.operations));
+        let unfinished = match &r.verdict {
+            Some(Ok(verdict)) => verdict.unfinished,
+            _ => 0,
+        };
+        println!(
+            "{}",
+            cpu_per_operations(cpu, r.breakdown.operations, unfinished)
+        );
     }
     println!();
 }
 
 /// CPU seconds per 1,000 operations of the load, per process group (every
 /// service process on the machine, PostgreSQL, RabbitMQ, the driver), from
-/// the load's start to the end of its reconciliation.
-fn cpu_per_operations(used: &[procs::Used], operations: u64) -> String {
+/// the load's start to the end of its reconciliation. Operations the stack
+/// had not finished by then are said: the work they still owe is not in
+/// the figures, which are then per operation accepted, not finished.
+fn cpu_per_operations(used: &[procs::Used], operations: u64, unfinished: i64) -> String {
     let per = 1000.0 / operations.max(1) as f64;
     let total: f64 = used.iter().map(|u| u.cpu_seconds).sum();
     let groups: Vec<String> = used
@@ -561,8 +588,13 @@ fn cpu_per_operations(used: &[procs::Used], operations: u64) -> String {
         .filter(|u| u.cpu_seconds >= 0.005)
         .map(|u| format!("{} {:.3}", u.name, u.cpu_seconds * per))
         .collect();
+    let owed = if unfinished > 0 {
+        format!("; {unfinished} of them not final at the end, their remaining work not counted")
+    } else {
+        String::new()
+    };
     format!(
-        "CPU s per 1,000 operations ({operations} operations, warm-up and drain included): {}; all {:.3}",
+        "CPU s per 1,000 operations ({operations} operations, warm-up and drain included{owed}): {}; all {:.3}",
         groups.join(", "),
         total * per
     )
