@@ -383,42 +383,24 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 /// in every service, the runtimes' threads wake each other to steal work
 /// across services' message chains: on the 2-core VM the async saga
 /// accepted 14-47 % more orders a second with one (docs/measuring.md, tenth
-/// round). Sync mode's services run a worker per CPU they may use (tokio's
-/// usual count; their blocking work runs on `SYNC_WORKERS` threads either
-/// way), where one thread measured no better. `TOKIO_WORKER_THREADS` sets the count in
+/// round). Sync mode's services run a worker per CPU they may use (their
+/// blocking work runs on `SYNC_WORKERS` threads either way), where one
+/// thread measured no better. `TOKIO_WORKER_THREADS` sets the count in
 /// either mode; a service scales past one core by replicas.
 pub fn serve_main(def: &ServiceDef) -> ExitCode {
+    let binary = def.spec.binary();
     if std::env::args().nth(1).as_deref() == Some("--healthcheck") {
-        return match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime.block_on(healthcheck(def.spec)),
-            Err(e) => {
-                eprintln!(
-                    "{}: unhealthy: cannot start a runtime: {e}",
-                    def.spec.binary()
-                );
-                ExitCode::FAILURE
-            }
-        };
+        return run_on(1, &binary, healthcheck(def.spec));
     }
-    let settings = match Settings::from_env() {
-        Ok(settings) => settings,
+    match Settings::from_env() {
+        Ok(settings) => run_on(
+            settings.runtime_workers,
+            &binary,
+            run_service(def, settings),
+        ),
         Err(e) => {
-            eprintln!("{}: {e}", def.spec.binary());
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(settings.runtime_workers)
-        .enable_all()
-        .build();
-    match runtime {
-        Ok(runtime) => runtime.block_on(run_service(def, settings)),
-        Err(e) => {
-            eprintln!("{}: cannot start a runtime: {e}", def.spec.binary());
-            ExitCode::FAILURE
+            eprintln!("{binary}: {e}");
+            ExitCode::from(2)
         }
     }
 }
@@ -428,7 +410,13 @@ pub fn serve_main(def: &ServiceDef) -> ExitCode {
 /// reads `TOKIO_WORKER_THREADS`: that is the services' setting, which `lab`
 /// passes on to them and `.env.example` leaves empty (tokio rejects empty).
 pub fn tool_main(main: impl Future<Output = ExitCode>) -> ExitCode {
-    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let name = std::env::args().next().unwrap_or_default();
+    run_on(crate::config::cpus(), &name, main)
+}
+
+/// Runs `main` on a runtime of `workers` threads (never tokio's own reading
+/// of `TOKIO_WORKER_THREADS`).
+fn run_on(workers: usize, who: &str, main: impl Future<Output = ExitCode>) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -436,7 +424,7 @@ pub fn tool_main(main: impl Future<Output = ExitCode>) -> ExitCode {
     match runtime {
         Ok(runtime) => runtime.block_on(main),
         Err(e) => {
-            eprintln!("cannot start a runtime: {e}");
+            eprintln!("{who}: cannot start a runtime: {e}");
             ExitCode::FAILURE
         }
     }

@@ -16,9 +16,9 @@ use crate::services::{MODE, Mode, SERVICES};
 
 /// Every environment variable a service process reads: what [`Settings`]
 /// reads (the runtime's `TOKIO_WORKER_THREADS` among them), plus `RUST_LOG`
-/// (the tracing filter). The one list the Compose
-/// files, `.env.example` and their tests are checked against; a unit test
-/// below proves it is exactly what the code asks for.
+/// (the tracing filter). The one list the Compose files, `.env.example` and
+/// their tests are checked against; a unit test below proves it is exactly
+/// what the code asks for.
 pub const VARS: &[&str] = &[
     "BIND_HOST",
     "PORT",
@@ -133,7 +133,7 @@ pub struct Settings {
     /// `SYNC_WORKERS`: threads per service for blocking work (the seed's 40).
     pub sync_workers: usize,
     /// `TOKIO_WORKER_THREADS` (tokio's own name): the runtime's worker
-    /// threads; by default one in async mode and one per core in sync mode
+    /// threads; by default one in async mode and [`cpus`] in sync mode
     /// (`app::serve_main` says why).
     pub runtime_workers: usize,
     /// `OUTBOUND_CONNECT_TIMEOUT_MS` and `OUTBOUND_TIMEOUT_MS` for calls to other services.
@@ -226,7 +226,7 @@ impl Settings {
                 "TOKIO_WORKER_THREADS",
                 match MODE {
                     Mode::Async => 1,
-                    Mode::Sync => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    Mode::Sync => cpus(),
                 },
             )?,
             click_batch_size: env.positive("CLICK_BATCH_SIZE", 500)?,
@@ -270,11 +270,8 @@ impl Settings {
                 retry_base: millis("CONSUMER_RETRY_BASE_MS", 200)?,
                 reconnect: millis("BROKER_RECONNECT_MS", 500)?,
                 relay_poll: millis("RELAY_POLL_MS", 1_000)?,
-                report_workers: env.positive(
-                    "REPORT_WORKERS",
-                    std::thread::available_parallelism()
-                        .map_or(1, |n| u16::try_from(n.get()).unwrap_or(u16::MAX)),
-                )?,
+                report_workers: env
+                    .positive("REPORT_WORKERS", u16::try_from(cpus()).unwrap_or(u16::MAX))?,
                 click_batch_wait: millis("CLICK_BATCH_MS", 20)?,
             },
             urls,
@@ -288,6 +285,12 @@ impl Settings {
             .map(String::as_str)
             .unwrap_or_else(|| panic!("unknown service {service}"))
     }
+}
+
+/// The CPUs this process may use (its cgroup's quota counts): the default
+/// of the settings that go by cores.
+pub fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
 }
 
 /// The variables given, and the names the settings asked for (see [`VARS`]).
