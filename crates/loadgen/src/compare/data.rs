@@ -113,9 +113,14 @@ fn decode(text: &str) -> Option<Histogram<u64>> {
     let read: Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
         .deserialize(&mut std::io::Cursor::new(bytes))
         .ok()?;
-    // Back to the report's bounds, so any two merge.
+    // Into the report's bounds, so any two merge. Each count is recorded at
+    // the top of the bucket it was read from, the value a quantile of `read`
+    // quotes; `Histogram::add` would record a histogram of other precision
+    // (a report made before 4 digits) at its buckets' bottoms instead.
     let mut h = histogram();
-    h.add(read).ok()?;
+    for v in read.iter_recorded() {
+        h.record_n(v.value_iterated_to(), v.count_at_value()).ok()?;
+    }
     Some(h)
 }
 
@@ -484,6 +489,22 @@ mod tests {
             h.record(v * 1000).expect("in range");
         }
         Dist::of(&h)
+    }
+
+    #[test]
+    fn a_histogram_of_an_older_precision_quotes_what_it_did() {
+        let mut three_digits = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        for micros in [503_000, 503_010, 2_005_400] {
+            three_digits.record(micros).unwrap();
+        }
+        let read = decode(&encode(&three_digits)).expect("decodes");
+        for q in [0.5, 0.99] {
+            assert_eq!(
+                read.value_at_quantile(q),
+                three_digits.value_at_quantile(q),
+                "quantile {q}"
+            );
+        }
     }
 
     #[test]
