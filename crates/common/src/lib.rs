@@ -4,6 +4,7 @@
 //! seam reports what it achieved.
 
 pub mod app;
+pub mod batch;
 #[cfg(feature = "async")]
 pub mod bus;
 pub mod config;

@@ -69,8 +69,8 @@ pub enum Phase {
     Ack,
     /// A message's whole handling, from its delivery to its ack (async).
     Handled,
-    /// From joining a batch shared with other requests (a group commit of
-    /// clicks) to the batch being durable.
+    /// From joining a batch shared with other requests (a group commit,
+    /// [`crate::batch`]) to the batch being written.
     Batched,
 }
 

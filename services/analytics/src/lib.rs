@@ -1,8 +1,8 @@
 //! Analytics service: click ingestion (scenario 6) and the log of product
-//! updates (scenario 3). Clicks are written in batches ([`batch`]); what
-//! makes a batch durable is the mode's business, in [`seam`].
+//! updates (scenario 3). Clicks are written in batches (a group commit,
+//! [`common::batch`]); what makes a batch durable is the mode's business, in
+//! [`seam`].
 
-mod batch;
 mod seam;
 
 use std::collections::BTreeMap;
@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use axum::Router;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
+use common::batch::{Batching, GroupCommit};
 use common::inbound::Interaction;
 use common::messages::ProductChanged;
 use common::{Background, Ctx, Error, JsonBody, QueryParams, Result, ServiceDef};
@@ -34,8 +35,11 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 #[derive(Clone, axum::extract::FromRef)]
 struct AppState {
     ctx: Ctx,
-    clicks: batch::Clicks,
+    clicks: Clicks,
 }
+
+/// Clicks, written in shared batches.
+type Clicks = GroupCommit<Keyed, ()>;
 
 /// The service's routes, each registered with its documentation.
 fn api() -> OpenApiRouter<AppState> {
@@ -46,7 +50,19 @@ fn api() -> OpenApiRouter<AppState> {
 }
 
 fn routes(ctx: Ctx, background: &mut Background) -> Router {
-    let clicks = batch::Clicks::new(&ctx, background);
+    let batching = Batching {
+        name: "click batcher",
+        max: usize::from(ctx.settings.click_batch_size),
+        in_flight: seam::in_flight(&ctx.settings),
+        unreachable: seam::UNREACHABLE,
+    };
+    let clicks = GroupCommit::new(&ctx, background, batching, |ctx, clicks: Vec<Keyed>| {
+        let n = clicks.len();
+        async move {
+            seam::flush(&ctx, clicks).await?;
+            Ok((0..n).map(|_| Ok(())).collect())
+        }
+    });
     let (router, _) = api().split_for_parts();
     router.with_state(AppState { ctx, clicks })
 }
@@ -131,13 +147,13 @@ struct Tracked {
     ),
 ))]
 async fn track_click(
-    State(clicks): State<batch::Clicks>,
+    State(clicks): State<Clicks>,
     headers: axum::http::HeaderMap,
     JsonBody(click): JsonBody<Click>,
 ) -> Result<axum::Json<Value>> {
     click.validate()?;
     let key = idempotency_key(&headers)?;
-    clicks.record(Keyed { click, key }).await?;
+    clicks.join(Keyed { click, key }).await?;
     Ok(axum::Json(json!({ "status": "tracked" })))
 }
 

@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use common::error::conflict_on_unique;
 use common::{
     Background, Ctx, Delivery, Error, ErrorBody, JsonBody, PathParam, Result, ServiceDef,
 };
@@ -33,15 +32,23 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 const COLUMNS: &str = "id, email, created_at, email_status, email_sent_at, email_error";
 
 /// The service's routes, each registered with its documentation.
-fn api() -> OpenApiRouter<Ctx> {
+fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
         .routes(routes!(register))
         .routes(routes!(get_user))
 }
 
-fn routes(ctx: Ctx, _: &mut Background) -> Router {
+fn routes(ctx: Ctx, background: &mut Background) -> Router {
+    let registrations = seam::Registrations::new(&ctx, background);
     let (router, _) = api().split_for_parts();
-    router.with_state(ctx)
+    router.with_state(AppState { ctx, registrations })
+}
+
+/// How registrations are stored, next to the context.
+#[derive(Clone, axum::extract::FromRef)]
+struct AppState {
+    ctx: Ctx,
+    registrations: seam::Registrations,
 }
 
 /// The service's OpenAPI document in this build's mode.
@@ -106,9 +113,13 @@ pub enum EmailOutcome {
         (status = 422, description = "The email is not a valid address of at most 254 characters.", body = ErrorBody),
     ),
 ))]
-async fn register(State(ctx): State<Ctx>, JsonBody(req): JsonBody<Register>) -> Result<Response> {
+async fn register(
+    State(ctx): State<Ctx>,
+    State(registrations): State<seam::Registrations>,
+    JsonBody(req): JsonBody<Register>,
+) -> Result<Response> {
     req.validate()?;
-    match seam::register(&ctx, req.email.trim()).await? {
+    match seam::register(&ctx, &registrations, req.email.trim()).await? {
         (user, Delivery::Done(outcome)) => {
             let user =
                 record_email_outcome(&mut *ctx.db.acquire().await?, user.id, &outcome).await?;
@@ -120,27 +131,87 @@ async fn register(State(ctx): State<Ctx>, JsonBody(req): JsonBody<Register>) -> 
     }
 }
 
-/// Stores a new user in one statement that commits by itself; in async
-/// mode the same statement writes `event` (the welcome email to send, its
-/// `user_id` set to the new id) to the outbox.
-async fn insert(ctx: &Ctx, email: &str, event: Option<(&str, serde_json::Value)>) -> Result<User> {
-    let send = common::events::sent_about_new(event.is_some(), 2, "user_id");
+/// A registration to store: its address and, in async mode, the welcome
+/// email to send (its `user_id` set to the new id by the statement).
+pub struct NewUser {
+    pub email: String,
+    pub welcome: Option<Outgoing>,
+}
+
+/// An event written to the outbox with its user: what the statement cannot
+/// know by itself.
+pub struct Outgoing {
+    pub message_id: uuid::Uuid,
+    pub payload: serde_json::Value,
+    pub correlation_id: String,
+}
+
+/// The kind of the event a new user's welcome email travels as.
+const REGISTERED: &str = "user.registered";
+
+/// Stores new users in one statement that commits by itself (a batch of
+/// them in async mode, [`seam`]); in async mode the same statement writes
+/// each one's welcome email to the outbox. Each registration is answered
+/// in order: its user, or a conflict when its address is taken (by a user
+/// stored before or by an earlier one of the same batch).
+async fn insert(ctx: &Ctx, batch: Vec<NewUser>) -> Result<Vec<Result<User>>> {
+    let events = batch.iter().any(|u| u.welcome.is_some());
+    let send = if events {
+        format!(
+            ", sent AS (
+                 INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)
+                 SELECT input.message_id, $5, jsonb_set(input.payload, '{{user_id}}', to_jsonb(new.id)),
+                        input.correlation_id, new.created_at
+                 FROM new JOIN input USING (email)
+             )"
+        )
+    } else {
+        String::new()
+    };
+    // One row per address whatever its case, the first asked: the others
+    // are conflicts, as they would be one statement later.
     let sql = format!(
-        "WITH new AS (INSERT INTO users (email) VALUES ($1) RETURNING {COLUMNS}){send}
+        "WITH input AS (
+             SELECT DISTINCT ON (lower(email)) *
+             FROM unnest($1::text[], $2::uuid[], $3::jsonb[], $4::text[])
+                  WITH ORDINALITY AS i(email, message_id, payload, correlation_id, n)
+             ORDER BY lower(email), n
+         ), new AS (
+             INSERT INTO users (email) SELECT email FROM input ORDER BY n
+             ON CONFLICT DO NOTHING RETURNING {COLUMNS}
+         ){send}
          SELECT * FROM new"
     );
-    let query = sqlx::query_as(&sql).bind(email);
-    let user: User = common::events::bind_about_new(query, event, "user_id")?
-        .fetch_one(&ctx.db)
-        .await
-        .map_err(|e| {
-            conflict_on_unique(
-                e,
-                format!("a user with email {email} is already registered"),
-            )
-        })?;
-    tracing::info!(user_id = user.id, "user registered");
-    Ok(user)
+    let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for user in &batch {
+        columns.0.push(user.email.as_str());
+        let welcome = user.welcome.as_ref();
+        columns.1.push(welcome.map(|w| w.message_id));
+        columns
+            .2
+            .push(welcome.map(|w| sqlx::types::Json(&w.payload)));
+        columns.3.push(welcome.map(|w| w.correlation_id.as_str()));
+    }
+    let mut query = sqlx::query_as(&sql)
+        .bind(&columns.0)
+        .bind(&columns.1)
+        .bind(&columns.2)
+        .bind(&columns.3);
+    if events {
+        query = query.bind(REGISTERED);
+    }
+    let stored: Vec<User> = query.fetch_all(&ctx.db).await?;
+    let mut stored: std::collections::HashMap<String, User> =
+        stored.into_iter().map(|u| (u.email.clone(), u)).collect();
+    Ok(batch
+        .into_iter()
+        .map(|NewUser { email, .. }| {
+            let user = stored.remove(&email).ok_or_else(|| {
+                Error::Conflict(format!("a user with email {email} is already registered"))
+            })?;
+            Ok(user)
+        })
+        .collect())
 }
 
 fn with_status_url(user: User) -> serde_json::Value {

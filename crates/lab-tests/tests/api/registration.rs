@@ -89,6 +89,123 @@ async fn a_duplicate_email_is_409_and_sends_nothing_more() {
     assert_eq!(emails["count"], 1);
 }
 
+/// Registrations held up together (the users table locked): async mode
+/// writes them in shared statements (a group commit), sync mode each in its
+/// own; either way each gets its own answer, an address asked three times
+/// at once (in two cases) is registered once and answered 409 twice, and
+/// every user gets one welcome email.
+#[tokio::test]
+async fn registrations_that_arrive_together_keep_their_own_answers() {
+    const USERS: usize = 30;
+    let stack = Stack::builder().var("EMAIL_DELAY_MS", "10").start().await;
+    let mut lock = stack.db().await;
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE user_service.users IN EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let twins = ["twin@example.com", "TWIN@example.com", "twin@example.com"];
+    let emails: Vec<String> = (0..USERS)
+        .map(|i| format!("crowd{i}@example.com"))
+        .chain(twins.map(String::from))
+        .collect();
+    let requests: Vec<_> = emails
+        .iter()
+        .enumerate()
+        .map(|(i, email)| {
+            let request = stack
+                .http()
+                .post(stack.url("user", "/register"))
+                .header("x-request-id", format!("crowd-{i}"))
+                .json(&json!({ "email": email }))
+                .send();
+            tokio::spawn(async move {
+                let answer = request.await.expect("sent");
+                let status = answer.status().as_u16();
+                (status, answer.json::<serde_json::Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut watch = stack.db().await;
+    let held_up = lab_tests::eventually(Duration::from_secs(20), || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'
+               AND query ILIKE '%INSERT INTO users%'",
+        )
+        .fetch_one(&mut stack.db().await)
+        .await
+        .unwrap();
+        (waiting > 0).then_some(())
+    })
+    .await;
+    assert!(held_up.is_some(), "a registration waits for the lock");
+    // Time for the other registrations to arrive and queue behind it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(request.await.unwrap());
+    }
+    for (i, (status, answer)) in answers[..USERS].iter().enumerate() {
+        assert_eq!(*status, Scenario::Register.expected(MODE), "{answer}");
+        assert_eq!(answer["email"], emails[i], "its own user: {answer}");
+    }
+    let mut twin_statuses: Vec<u16> = answers[USERS..].iter().map(|(s, _)| *s).collect();
+    twin_statuses.sort_unstable();
+    let mut expected = vec![409, 409, Scenario::Register.expected(MODE)];
+    expected.sort_unstable();
+    assert_eq!(twin_statuses, expected, "{:?}", &answers[USERS..]);
+    let conflict = answers[USERS..].iter().find(|(s, _)| *s == 409).unwrap();
+    assert!(
+        conflict.1["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("already registered")),
+        "{conflict:?}"
+    );
+
+    let (users, writes): (i64, i64) =
+        sqlx::query_as("SELECT count(*), count(DISTINCT created_at) FROM user_service.users")
+            .fetch_one(&mut watch)
+            .await
+            .unwrap();
+    assert_eq!(users, USERS as i64 + 1);
+    if cfg!(feature = "async") {
+        assert!(
+            writes < users / 2,
+            "{users} users in {writes} statements: they shared them"
+        );
+        // Each user's event is its own: its address, its id, its request's id.
+        let events: Vec<(String, String)> = sqlx::query_as(
+            "SELECT u.email, o.correlation_id FROM user_service.outbox o
+             JOIN user_service.users u ON (o.payload->>'user_id')::bigint = u.id
+             WHERE o.payload->>'to' = u.email AND o.accepted_at = u.created_at",
+        )
+        .fetch_all(&mut watch)
+        .await
+        .unwrap();
+        assert_eq!(events.len(), USERS + 1, "one event per user: {events:?}");
+        for (email, correlation_id) in &events {
+            let i = emails.iter().position(|e| e == email).unwrap();
+            let twin = answers[USERS..].iter().position(|(s, _)| *s != 409);
+            let asked = if i < USERS { i } else { USERS + twin.unwrap() };
+            assert_eq!(*correlation_id, format!("crowd-{asked}"), "{email}");
+        }
+    }
+    for (status, answer) in &answers {
+        if *status != 409 {
+            let user = stack.finished(Scenario::Register, answer).await;
+            assert_eq!(user["email_status"], "sent", "{user}");
+        }
+    }
+    // Recipients are matched whatever their case.
+    let (_, sent) = stack.get("email", "/emails?to=twin@example.com").await;
+    assert_eq!(sent["count"], 1, "one email for the twins: {sent}");
+    let (_, all) = stack.get("email", "/emails").await;
+    assert_eq!(all["count"], USERS + 1, "one email per user");
+}
+
 #[tokio::test]
 async fn an_invalid_email_is_422_and_registers_nobody() {
     let stack = Stack::start().await;
