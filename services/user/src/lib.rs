@@ -157,16 +157,14 @@ const REGISTERED: &str = "user.registered";
 async fn insert(ctx: &Ctx, batch: Vec<NewUser>) -> Result<Vec<Result<User>>> {
     let events = batch.iter().any(|u| u.welcome.is_some());
     let send = if events {
-        format!(
-            ", sent AS (
-                 INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)
-                 SELECT input.message_id, $5, jsonb_set(input.payload, '{{user_id}}', to_jsonb(new.id)),
-                        input.correlation_id, new.created_at
-                 FROM new JOIN input USING (email)
-             )"
-        )
+        ", sent AS (
+             INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)
+             SELECT input.message_id, $5, jsonb_set(input.payload, '{user_id}', to_jsonb(new.id)),
+                    input.correlation_id, new.created_at
+             FROM new JOIN input USING (email)
+         )"
     } else {
-        String::new()
+        ""
     };
     // One row per address whatever its case, the first asked: the others
     // are conflicts, as they would be one statement later.
