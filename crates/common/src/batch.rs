@@ -52,7 +52,9 @@ impl<T: Send + 'static, R: Send + 'static> GroupCommit<T, R> {
     /// The batcher runs as the service's background work; it ends once
     /// every holder of this `GroupCommit` is gone, after the batches in
     /// flight. `flush` writes one batch and answers each of its requests,
-    /// in order, or fails the whole batch.
+    /// in order, or fails the whole batch; it is called on the batcher's
+    /// task, so its work belongs in the future it returns (which runs while
+    /// the batcher gathers the next batch).
     pub fn new<F, Fut>(ctx: &Ctx, background: &mut Background, how: Batching, flush: F) -> Self
     where
         F: Fn(Ctx, Vec<T>) -> Fut + Send + Sync + 'static,

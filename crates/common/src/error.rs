@@ -137,14 +137,6 @@ impl From<garde::Report> for Error {
     }
 }
 
-/// Maps a unique-constraint violation to 409 with `message`; anything else stays an error.
-pub fn conflict_on_unique(e: sqlx::Error, message: impl Into<String>) -> Error {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict(message.into()),
-        _ => e.into(),
-    }
-}
-
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();

@@ -108,15 +108,16 @@ pub async fn enqueue(
     Ok(id)
 }
 
+/// The outbox's columns an event is written with, in every statement that writes one.
+const OUTBOX_INSERT: &str =
+    "INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)";
+
 /// The outbox INSERT of one event, with its values as parameters from
 /// `$first` on: a statement of its own ([`enqueue`]) or a part of a larger
 /// one, to bind with [`bind_outgoing`].
 pub fn outbox_insert(first: usize) -> String {
     let [id, kind, payload, correlation, accepted] = std::array::from_fn(|i| first + i);
-    format!(
-        "INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)
-         VALUES (${id}, ${kind}, ${payload}, ${correlation}, ${accepted})"
-    )
+    format!("{OUTBOX_INSERT} VALUES (${id}, ${kind}, ${payload}, ${correlation}, ${accepted})")
 }
 
 /// An event about the row that the same statement's CTE `new` writes, so
@@ -155,7 +156,7 @@ fn sent_from_new(first: usize, payload: &str, accepted_at: &str) -> String {
     let [id, kind, correlation] = std::array::from_fn(|i| first + i);
     format!(
         ", sent AS (
-             INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)
+             {OUTBOX_INSERT}
              SELECT ${id}, ${kind}, {payload}, ${correlation}, new.{accepted_at} FROM new
          )"
     )
@@ -204,6 +205,54 @@ pub fn bind_about_new<'q, O>(
         );
     }
     Ok(bind_message(query, kind).bind(sqlx::types::Json(payload)))
+}
+
+/// One event of a statement that inserts many rows, each with its own
+/// ([`sent_about_each_new`]): its message id, its payload but for its
+/// `id_field` (the new row's id, set by the statement) and the correlation
+/// id of the request that asked for it.
+pub struct Outgoing {
+    pub message_id: Uuid,
+    pub payload: serde_json::Value,
+    pub correlation_id: String,
+}
+
+impl Outgoing {
+    /// The event `payload` about a row still to be inserted, for the
+    /// current request. An error if the payload has no `id_field`:
+    /// `jsonb_set` would add one, and the event would carry a field its
+    /// type does not have.
+    pub fn about_new(payload: &impl Serialize, id_field: &str) -> Result<Self> {
+        let payload = serde_json::to_value(payload).map_err(anyhow::Error::from)?;
+        if payload.get(id_field).is_none() {
+            return Err(
+                anyhow::anyhow!("an event carries no {id_field} to give the new row's id").into(),
+            );
+        }
+        Ok(Outgoing {
+            message_id: Uuid::new_v4(),
+            payload,
+            correlation_id: correlation::current().unwrap_or_default(),
+        })
+    }
+}
+
+/// Like [`sent_about_new`], for a statement whose CTE `new` inserts many
+/// rows from the CTE `input`: one event of kind `$kind` per row of `new`,
+/// with the [`Outgoing`] columns (`message_id`, `payload`,
+/// `correlation_id`) of the row of `input` it joins on `using` (a column
+/// both have, unique in `input`), its `id_field` set to the new row's id,
+/// accepted at `new.created_at`.
+pub fn sent_about_each_new(kind: usize, id_field: &str, using: &str) -> String {
+    format!(
+        ", sent AS (
+             {OUTBOX_INSERT}
+             SELECT input.message_id, ${kind},
+                    jsonb_set(input.payload, '{{{id_field}}}', to_jsonb(new.id)),
+                    input.correlation_id, new.created_at
+             FROM new JOIN input USING ({using})
+         )"
+    )
 }
 
 /// Binds the next five parameters to the values of an [`outbox_insert`]:

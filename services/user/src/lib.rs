@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use common::events::Outgoing;
 use common::{
     Background, Ctx, Delivery, Error, ErrorBody, JsonBody, PathParam, Result, ServiceDef,
 };
@@ -119,7 +120,9 @@ async fn register(
     JsonBody(req): JsonBody<Register>,
 ) -> Result<Response> {
     req.validate()?;
-    match seam::register(&ctx, &registrations, req.email.trim()).await? {
+    let (user, delivery) = seam::register(&ctx, &registrations, req.email.trim()).await?;
+    tracing::info!(user_id = user.id, "user registered");
+    match (user, delivery) {
         (user, Delivery::Done(outcome)) => {
             let user =
                 record_email_outcome(&mut *ctx.db.acquire().await?, user.id, &outcome).await?;
@@ -138,14 +141,6 @@ pub struct NewUser {
     pub welcome: Option<Outgoing>,
 }
 
-/// An event written to the outbox with its user: what the statement cannot
-/// know by itself.
-pub struct Outgoing {
-    pub message_id: uuid::Uuid,
-    pub payload: serde_json::Value,
-    pub correlation_id: String,
-}
-
 /// The kind of the event a new user's welcome email travels as.
 const REGISTERED: &str = "user.registered";
 
@@ -155,19 +150,20 @@ const REGISTERED: &str = "user.registered";
 /// in order: its user, or a conflict when its address is taken (by a user
 /// stored before or by an earlier one of the same batch).
 async fn insert(ctx: &Ctx, batch: Vec<NewUser>) -> Result<Vec<Result<User>>> {
-    let events = batch.iter().any(|u| u.welcome.is_some());
-    let send = if events {
-        ", sent AS (
-             INSERT INTO outbox (message_id, kind, payload, correlation_id, accepted_at)
-             SELECT input.message_id, $5, jsonb_set(input.payload, '{user_id}', to_jsonb(new.id)),
-                    input.correlation_id, new.created_at
-             FROM new JOIN input USING (email)
-         )"
-    } else {
-        ""
+    let welcomes: Option<Vec<&Outgoing>> = batch.iter().map(|u| u.welcome.as_ref()).collect();
+    if welcomes.is_none() && batch.iter().any(|u| u.welcome.is_some()) {
+        return Err(
+            anyhow::anyhow!("a batch of registrations with and without their event").into(),
+        );
+    }
+    let send = match welcomes {
+        Some(_) => common::events::sent_about_each_new(5, "user_id", "email"),
+        None => String::new(),
     };
     // One row per address whatever its case, the first asked: the others
-    // are conflicts, as they would be one statement later.
+    // are conflicts, as they would be one statement later. Rows go in in
+    // the order of the unique index, so that two batches sharing addresses
+    // wait for each other rather than deadlock.
     let sql = format!(
         "WITH input AS (
              SELECT DISTINCT ON (lower(email)) *
@@ -175,7 +171,7 @@ async fn insert(ctx: &Ctx, batch: Vec<NewUser>) -> Result<Vec<Result<User>>> {
                   WITH ORDINALITY AS i(email, message_id, payload, correlation_id, n)
              ORDER BY lower(email), n
          ), new AS (
-             INSERT INTO users (email) SELECT email FROM input ORDER BY n
+             INSERT INTO users (email) SELECT email FROM input ORDER BY lower(email)
              ON CONFLICT DO NOTHING RETURNING {COLUMNS}
          ){send}
          SELECT * FROM new"
@@ -195,7 +191,7 @@ async fn insert(ctx: &Ctx, batch: Vec<NewUser>) -> Result<Vec<Result<User>>> {
         .bind(&columns.1)
         .bind(&columns.2)
         .bind(&columns.3);
-    if events {
+    if !send.is_empty() {
         query = query.bind(REGISTERED);
     }
     let stored: Vec<User> = query.fetch_all(&ctx.db).await?;

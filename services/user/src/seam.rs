@@ -51,7 +51,6 @@ pub async fn register(
     email: &str,
 ) -> Result<(User, Delivery<EmailOutcome>)> {
     let user = registrations.store(ctx, email).await?;
-    tracing::info!(user_id = user.id, "user registered");
     let answer = ctx
         .call::<_, EmailSent>("email", "/send", welcome(&user.email, user.id))
         .await?;
@@ -69,8 +68,8 @@ pub async fn register(
 /// PostgreSQL's CPU per registration is mostly the statement's and the
 /// commit's, not the rows'. One batch at a time: those that arrive while it
 /// is written make the next one. One in flight measured faster than two,
-/// and two than four, in rate, tail and CPU (docs/measuring.md, "A
-/// thirteenth round").
+/// and two than four, in rate and CPU, the tails within their noise
+/// (docs/measuring.md, "A thirteenth round").
 #[cfg(feature = "async")]
 #[derive(Clone)]
 pub struct Registrations(common::batch::GroupCommit<NewUser, User>);
@@ -107,12 +106,7 @@ pub async fn register(
     email: &str,
 ) -> Result<(User, Delivery<EmailOutcome>)> {
     // The id is the new user's, set by the statement.
-    let payload = serde_json::to_value(welcome(email, 0)).map_err(anyhow::Error::from)?;
-    let welcome = crate::Outgoing {
-        message_id: uuid::Uuid::new_v4(),
-        payload,
-        correlation_id: common::correlation::current().unwrap_or_default(),
-    };
+    let welcome = common::events::Outgoing::about_new(&welcome(email, 0), "user_id")?;
     let user = registrations
         .0
         .join(NewUser {
@@ -120,7 +114,6 @@ pub async fn register(
             welcome: Some(welcome),
         })
         .await?;
-    tracing::info!(user_id = user.id, "user registered");
     ctx.bus.wake_relay();
     Ok((user, Delivery::Accepted))
 }

@@ -157,6 +157,12 @@ async fn registrations_that_arrive_together_keep_their_own_answers() {
     let mut expected = vec![409, 409, Scenario::Register.expected(MODE)];
     expected.sort_unstable();
     assert_eq!(twin_statuses, expected, "{:?}", &answers[USERS..]);
+    // The twin registered is answered with the address it sent, in its case.
+    for (i, (status, answer)) in answers.iter().enumerate().skip(USERS) {
+        if *status != 409 {
+            assert_eq!(answer["email"], emails[i], "{answer}");
+        }
+    }
     let conflict = answers[USERS..].iter().find(|(s, _)| *s == 409).unwrap();
     assert!(
         conflict.1["detail"]
