@@ -199,12 +199,20 @@ pub fn bind_about_new<'q, O>(
     let Some((kind, payload)) = event else {
         return Ok(query);
     };
-    if payload.get(id_field).is_none() {
-        return Err(
-            anyhow::anyhow!("{kind} carries no {id_field} to give the new row's id").into(),
-        );
-    }
+    about_new_row(kind, &payload, id_field)?;
     Ok(bind_message(query, kind).bind(sqlx::types::Json(payload)))
+}
+
+/// That an event's payload has the `id_field` a statement sets to the new
+/// row's id: `jsonb_set` would add a missing one, and the event would carry
+/// a field its type does not have.
+fn about_new_row(kind: &str, payload: &serde_json::Value, id_field: &str) -> Result<()> {
+    match payload.get(id_field) {
+        Some(_) => Ok(()),
+        None => {
+            Err(anyhow::anyhow!("{kind} carries no {id_field} to give the new row's id").into())
+        }
+    }
 }
 
 /// One event of a statement that inserts many rows, each with its own
@@ -219,16 +227,10 @@ pub struct Outgoing {
 
 impl Outgoing {
     /// The event `payload` about a row still to be inserted, for the
-    /// current request. An error if the payload has no `id_field`:
-    /// `jsonb_set` would add one, and the event would carry a field its
-    /// type does not have.
+    /// current request; an error if the payload has no `id_field`.
     pub fn about_new(payload: &impl Serialize, id_field: &str) -> Result<Self> {
         let payload = serde_json::to_value(payload).map_err(anyhow::Error::from)?;
-        if payload.get(id_field).is_none() {
-            return Err(
-                anyhow::anyhow!("an event carries no {id_field} to give the new row's id").into(),
-            );
-        }
+        about_new_row("an event", &payload, id_field)?;
         Ok(Outgoing {
             message_id: Uuid::new_v4(),
             payload,

@@ -200,10 +200,9 @@ async fn insert(ctx: &Ctx, batch: Vec<NewUser>) -> Result<Vec<Result<User>>> {
     Ok(batch
         .into_iter()
         .map(|NewUser { email, .. }| {
-            let user = stored.remove(&email).ok_or_else(|| {
+            stored.remove(&email).ok_or_else(|| {
                 Error::Conflict(format!("a user with email {email} is already registered"))
-            })?;
-            Ok(user)
+            })
         })
         .collect())
 }
