@@ -172,37 +172,6 @@ fn bind_message<'q, O>(
         .bind(correlation::current().unwrap_or_default())
 }
 
-/// Like [`sent`], for an event whose payload is given at run time
-/// (`$first + 3`) but for its `id_field`, set to the new row's id (a serial
-/// the statement assigns), accepted at `new.created_at`; bound by
-/// [`bind_about_new`].
-pub fn sent_about_new(event: bool, first: usize, id_field: &str) -> String {
-    if !event {
-        return String::new();
-    }
-    let payload = format!(
-        "jsonb_set(${}, '{{{id_field}}}', to_jsonb(new.id))",
-        first + 3
-    );
-    sent_from_new(first, &payload, "created_at")
-}
-
-/// Binds the parameters of a [`sent_about_new`] for `event` (kind,
-/// payload); nothing when there is no event. An error if the payload has no
-/// `id_field`: `jsonb_set` would add one, and the event would carry a field
-/// its type does not have.
-pub fn bind_about_new<'q, O>(
-    query: QueryAs<'q, Postgres, O, PgArguments>,
-    event: Option<(&'q str, serde_json::Value)>,
-    id_field: &str,
-) -> Result<QueryAs<'q, Postgres, O, PgArguments>> {
-    let Some((kind, payload)) = event else {
-        return Ok(query);
-    };
-    about_new_row(kind, &payload, id_field)?;
-    Ok(bind_message(query, kind).bind(sqlx::types::Json(payload)))
-}
-
 /// That an event's payload has the `id_field` a statement sets to the new
 /// row's id: `jsonb_set` would add a missing one, and the event would carry
 /// a field its type does not have.
@@ -215,41 +184,107 @@ fn about_new_row(kind: &str, payload: &serde_json::Value, id_field: &str) -> Res
     }
 }
 
-/// One event of a statement that inserts many rows, each with its own
-/// ([`sent_about_each_new`]): its message id, its payload but for its
+/// One event of a statement that inserts rows, each with its own
+/// ([`sent_about_each_new`]): its message id, kind, payload but for its
 /// `id_field` (the new row's id, set by the statement) and the correlation
 /// id of the request that asked for it.
 pub struct Outgoing {
     pub message_id: Uuid,
+    pub kind: &'static str,
     pub payload: serde_json::Value,
     pub correlation_id: String,
 }
 
 impl Outgoing {
-    /// The event `payload` about a row still to be inserted, for the
-    /// current request; an error if the payload has no `id_field`.
-    pub fn about_new(payload: &impl Serialize, id_field: &str) -> Result<Self> {
+    /// The event `kind` with `payload` about a row still to be inserted, for
+    /// the current request; an error if the payload has no `id_field`.
+    pub fn about_new(kind: &'static str, payload: &impl Serialize, id_field: &str) -> Result<Self> {
         let payload = serde_json::to_value(payload).map_err(anyhow::Error::from)?;
-        about_new_row("an event", &payload, id_field)?;
+        about_new_row(kind, &payload, id_field)?;
         Ok(Outgoing {
             message_id: Uuid::new_v4(),
+            kind,
             payload,
             correlation_id: correlation::current().unwrap_or_default(),
         })
     }
 }
 
-/// Like [`sent_about_new`], for a statement whose CTE `new` inserts many
-/// rows from the CTE `input`: one event of kind `$kind` per row of `new`,
-/// with the [`Outgoing`] columns (`message_id`, `payload`,
-/// `correlation_id`) of the row of `input` it joins on `using` (a column
-/// both have, unique in `input`), its `id_field` set to the new row's id,
+/// The [`Outgoing`] events of a batch of new rows as four columns of the
+/// statement's `unnest` (`message_id, kind, payload, correlation_id`), one
+/// row each. A batch's rows all carry an event (async mode) or none does
+/// (sync mode, whose schema has no outbox).
+pub struct EventColumns<'a> {
+    message_ids: Vec<Uuid>,
+    kinds: Vec<&'a str>,
+    payloads: Vec<sqlx::types::Json<&'a serde_json::Value>>,
+    correlation_ids: Vec<&'a str>,
+}
+
+impl<'a> EventColumns<'a> {
+    /// The columns of `events`, one per row; `None` when no row carries an
+    /// event, an error when some do and some do not.
+    pub fn of(events: impl IntoIterator<Item = Option<&'a Outgoing>>) -> Result<Option<Self>> {
+        let mut columns = EventColumns {
+            message_ids: Vec::new(),
+            kinds: Vec::new(),
+            payloads: Vec::new(),
+            correlation_ids: Vec::new(),
+        };
+        let (mut with, mut without) = (0, 0);
+        for event in events {
+            let Some(e) = event else {
+                without += 1;
+                continue;
+            };
+            with += 1;
+            columns.message_ids.push(e.message_id);
+            columns.kinds.push(e.kind);
+            columns.payloads.push(sqlx::types::Json(&e.payload));
+            columns.correlation_ids.push(e.correlation_id.as_str());
+        }
+        match (with, without) {
+            (0, _) => Ok(None),
+            (_, 0) => Ok(Some(columns)),
+            _ => Err(anyhow::anyhow!("a batch of rows with and without their event").into()),
+        }
+    }
+
+    /// The `unnest` arguments of the columns, as parameters `$first` to `$first + 3`.
+    pub fn unnest(first: usize) -> String {
+        let [id, kind, payload, correlation] = std::array::from_fn(|i| first + i);
+        format!("${id}::uuid[], ${kind}::text[], ${payload}::jsonb[], ${correlation}::text[]")
+    }
+
+    /// The names the statement gives the columns, in [`EventColumns::unnest`]'s order.
+    pub const NAMES: &'static str = "message_id, kind, payload, correlation_id";
+
+    /// Binds the columns: the next four parameters.
+    pub fn bind<'q, O>(
+        self,
+        query: QueryAs<'q, Postgres, O, PgArguments>,
+    ) -> QueryAs<'q, Postgres, O, PgArguments>
+    where
+        'a: 'q,
+    {
+        query
+            .bind(self.message_ids)
+            .bind(self.kinds)
+            .bind(self.payloads)
+            .bind(self.correlation_ids)
+    }
+}
+
+/// The CTE `, sent AS (INSERT INTO outbox …)` of a statement whose CTE `new`
+/// inserts rows from the CTE `input`: one event per row of `new`, from the
+/// [`EventColumns`] of the row of `input` it joins on `using` (a column both
+/// have, unique in `input`), its `id_field` set to the new row's id,
 /// accepted at `new.created_at`.
-pub fn sent_about_each_new(kind: usize, id_field: &str, using: &str) -> String {
+pub fn sent_about_each_new(id_field: &str, using: &str) -> String {
     format!(
         ", sent AS (
              {OUTBOX_INSERT}
-             SELECT input.message_id, ${kind},
+             SELECT input.message_id, input.kind,
                     jsonb_set(input.payload, '{{{id_field}}}', to_jsonb(new.id)),
                     input.correlation_id, new.created_at
              FROM new JOIN input USING ({using})

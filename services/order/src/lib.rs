@@ -41,12 +41,20 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 fn routes(ctx: Ctx, background: &mut Background) -> Router {
     seam::background(&ctx, background);
+    let orders = seam::Orders::new(&ctx, background);
     let (router, _) = api().split_for_parts();
-    router.with_state(ctx)
+    router.with_state(AppState { ctx, orders })
+}
+
+/// How new orders are stored, next to the context.
+#[derive(Clone, axum::extract::FromRef)]
+struct AppState {
+    ctx: Ctx,
+    orders: seam::Orders,
 }
 
 /// The service's routes, each registered with its documentation.
-fn api() -> OpenApiRouter<Ctx> {
+fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
         .routes(routes!(create_order))
         .routes(routes!(get_order))
@@ -137,11 +145,12 @@ struct SagaFailure {
 ))]
 async fn create_order(
     State(ctx): State<Ctx>,
+    State(orders): State<seam::Orders>,
     JsonBody(req): JsonBody<CreateOrder>,
 ) -> Result<Response> {
     req.validate()?;
     let draft = saga::draft(req.product_id, req.quantity, req.approve_payment);
-    let (order, cause) = match seam::start_saga(&ctx, draft).await? {
+    let (order, cause) = match seam::start_saga(&ctx, &orders, draft).await? {
         seam::Started::Accepted(body) => {
             return Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response());
         }

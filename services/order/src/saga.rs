@@ -15,12 +15,12 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use common::events::Incoming;
+use common::events::{EventColumns, Incoming, Outgoing};
 use common::messages::{OrderRef, PaymentRequest, RefusalKind, Reserve};
 use common::{Ctx, Error, Result};
 use serde::Serialize;
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 use uuid::Uuid;
 
 /// Where an order's saga is.
@@ -427,39 +427,63 @@ pub fn first_command(order: &Order) -> Result<Command> {
         .ok_or_else(|| anyhow::anyhow!("a new order's saga starts with a command"))?)
 }
 
-/// Stores `draft` as a new `pending` order with its first step
-/// ([`Event::Created`]'s) and, when given, an outbox message (kind, payload)
-/// whose payload's `order_id` becomes the new order's id: one statement,
-/// which commits by itself. Returns the order and its first step.
-pub async fn create<'e>(
-    db: impl PgExecutor<'e>,
-    draft: &Order,
-    message: Option<(&str, Value)>,
-) -> Result<(Order, Step)> {
+/// A new order to store: its draft and, in async mode, its first command
+/// as an event (its `order_id` set to the new order's id by the statement).
+pub struct NewOrder {
+    pub draft: Order,
+    pub first: Option<Outgoing>,
+}
+
+/// Stores new orders, `pending`, each with its first step
+/// ([`Event::Created`]'s) and, in async mode, its first command in the
+/// outbox: one statement, which commits by itself (a batch of orders in
+/// async mode, [`crate::seam`]). Returns each order with its first step,
+/// in the batch's order.
+pub async fn create(db: &PgPool, batch: Vec<NewOrder>) -> Result<Vec<(Order, Step)>> {
     let (step, outcome) = CREATED;
-    let send = common::events::sent_about_new(message.is_some(), 7, "order_id");
+    let events = EventColumns::of(batch.iter().map(|o| o.first.as_ref()))?;
+    let (unnest, names, send) = match events {
+        Some(_) => (
+            format!(", {}", EventColumns::unnest(7)),
+            format!(", {}", EventColumns::NAMES),
+            common::events::sent_about_each_new("order_id", "id"),
+        ),
+        None => (String::new(), String::new(), String::new()),
+    };
+    // Each order's id is taken in `input`, so that an order's row, its step,
+    // its event and its answer are found by it.
     let query = format!(
-        "WITH new AS (
-             INSERT INTO orders (product_id, quantity, amount_cents, approve_payment, status)
-             VALUES ($1, $2, $3, $4, 'pending') RETURNING {COLUMNS}
+        "WITH input AS (
+             SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id, i.*
+             FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bool[]{unnest})
+                  WITH ORDINALITY AS i(product_id, quantity, amount_cents, approve_payment{names}, n)
+         ), new AS (
+             INSERT INTO orders (id, product_id, quantity, amount_cents, approve_payment, status)
+             SELECT id, product_id, quantity, amount_cents, approve_payment, 'pending'
+             FROM input ORDER BY n RETURNING {COLUMNS}
          ), step AS (
-             INSERT INTO saga_steps (order_id, step, outcome) SELECT id, $5, $6 FROM new
-             RETURNING step, outcome, detail, at
+             INSERT INTO saga_steps (order_id, step, outcome) SELECT id, $5, $6 FROM new ORDER BY id
+             RETURNING order_id, step, outcome, detail, at
          ){send}
-         SELECT new.*, step.step, step.outcome, step.detail, step.at FROM new, step"
+         SELECT new.*, step.step, step.outcome, step.detail, step.at
+         FROM new JOIN step ON step.order_id = new.id JOIN input USING (id) ORDER BY input.n"
     );
-    let query = sqlx::query_as::<_, CreatedRow>(&query)
-        .bind(draft.product_id)
-        .bind(draft.quantity)
-        .bind(draft.amount_cents)
-        .bind(draft.approve_payment)
+    let drafts = || batch.iter().map(|o| &o.draft);
+    let mut query = sqlx::query_as::<_, CreatedRow>(&query)
+        .bind(drafts().map(|d| d.product_id).collect::<Vec<_>>())
+        .bind(drafts().map(|d| d.quantity).collect::<Vec<_>>())
+        .bind(drafts().map(|d| d.amount_cents).collect::<Vec<_>>())
+        .bind(drafts().map(|d| d.approve_payment).collect::<Vec<_>>())
         .bind(step.as_str())
         .bind(outcome.as_str());
-    let row = common::events::bind_about_new(query, message, "order_id")?
-        .fetch_one(db)
-        .await?;
-    tracing::info!(order_id = row.order.id, "order created");
-    Ok((row.order, row.step))
+    if let Some(events) = events {
+        query = events.bind(query);
+    }
+    let rows = query.fetch_all(db).await?;
+    if rows.len() != batch.len() {
+        return Err(anyhow::anyhow!("{} orders stored of {}", rows.len(), batch.len()).into());
+    }
+    Ok(rows.into_iter().map(|row| (row.order, row.step)).collect())
 }
 
 #[derive(sqlx::FromRow)]

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use common::events::Outgoing;
+use common::events::{EventColumns, Outgoing};
 use common::{
     Background, Ctx, Delivery, Error, ErrorBody, JsonBody, PathParam, Result, ServiceDef,
 };
@@ -141,34 +141,32 @@ pub struct NewUser {
     pub welcome: Option<Outgoing>,
 }
 
-/// The kind of the event a new user's welcome email travels as.
-const REGISTERED: &str = "user.registered";
-
 /// Stores new users in one statement that commits by itself (a batch of
 /// them in async mode, [`seam`]); in async mode the same statement writes
 /// each one's welcome email to the outbox. Each registration is answered
 /// in order: its user, or a conflict when its address is taken (by a user
 /// stored before or by an earlier one of the same batch).
 async fn insert(ctx: &Ctx, batch: Vec<NewUser>) -> Result<Vec<Result<User>>> {
-    let welcomes: Option<Vec<&Outgoing>> = batch.iter().map(|u| u.welcome.as_ref()).collect();
-    if welcomes.is_none() && batch.iter().any(|u| u.welcome.is_some()) {
-        return Err(
-            anyhow::anyhow!("a batch of registrations with and without their event").into(),
-        );
-    }
-    let send = match welcomes {
-        Some(_) => common::events::sent_about_each_new(5, "user_id", "email"),
+    let events = EventColumns::of(batch.iter().map(|u| u.welcome.as_ref()))?;
+    let send = match events {
+        Some(_) => common::events::sent_about_each_new("user_id", "email"),
         None => String::new(),
     };
     // One row per address whatever its case, the first asked: the others
     // are conflicts, as they would be one statement later. Rows go in in
     // the order of the unique index, so that two batches sharing addresses
     // wait for each other rather than deadlock.
+    let (unnest, names) = match events {
+        Some(_) => (
+            format!(", {}", EventColumns::unnest(2)),
+            format!(", {}", EventColumns::NAMES),
+        ),
+        None => (String::new(), String::new()),
+    };
     let sql = format!(
         "WITH input AS (
              SELECT DISTINCT ON (lower(email)) *
-             FROM unnest($1::text[], $2::uuid[], $3::jsonb[], $4::text[])
-                  WITH ORDINALITY AS i(email, message_id, payload, correlation_id, n)
+             FROM unnest($1::text[]{unnest}) WITH ORDINALITY AS i(email{names}, n)
              ORDER BY lower(email), n
          ), new AS (
              INSERT INTO users (email) SELECT email FROM input ORDER BY lower(email)
@@ -176,23 +174,10 @@ async fn insert(ctx: &Ctx, batch: Vec<NewUser>) -> Result<Vec<Result<User>>> {
          ){send}
          SELECT * FROM new"
     );
-    let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for user in &batch {
-        columns.0.push(user.email.as_str());
-        let welcome = user.welcome.as_ref();
-        columns.1.push(welcome.map(|w| w.message_id));
-        columns
-            .2
-            .push(welcome.map(|w| sqlx::types::Json(&w.payload)));
-        columns.3.push(welcome.map(|w| w.correlation_id.as_str()));
-    }
-    let mut query = sqlx::query_as(&sql)
-        .bind(&columns.0)
-        .bind(&columns.1)
-        .bind(&columns.2)
-        .bind(&columns.3);
-    if !send.is_empty() {
-        query = query.bind(REGISTERED);
+    let emails: Vec<&str> = batch.iter().map(|u| u.email.as_str()).collect();
+    let mut query = sqlx::query_as(&sql).bind(emails);
+    if let Some(events) = events {
+        query = events.bind(query);
     }
     let stored: Vec<User> = query.fetch_all(&ctx.db).await?;
     let mut stored: std::collections::HashMap<String, User> =

@@ -92,6 +92,10 @@ impl Registrations {
     }
 }
 
+/// Async: the kind of the event a new user's welcome email travels as.
+#[cfg(feature = "async")]
+const REGISTERED: &str = "user.registered";
+
 /// Async: registrations in one statement, at most.
 #[cfg(feature = "async")]
 const BATCH: usize = 64;
@@ -106,7 +110,7 @@ pub async fn register(
     email: &str,
 ) -> Result<(User, Delivery<EmailOutcome>)> {
     // The id is the new user's, set by the statement.
-    let welcome = common::events::Outgoing::about_new(&welcome(email, 0), "user_id")?;
+    let welcome = common::events::Outgoing::about_new(REGISTERED, &welcome(email, 0), "user_id")?;
     let user = registrations
         .0
         .join(NewUser {

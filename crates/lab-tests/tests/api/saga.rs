@@ -2,6 +2,8 @@
 //! orders end in the same states, with the same steps and the stock exact,
 //! whether the answer waited for the saga (sync) or came at once (async).
 
+use std::time::Duration;
+
 use common::{MODE, Mode};
 use lab_tests::Stack;
 use loadgen::scenario::Scenario;
@@ -265,6 +267,123 @@ async fn fifty_concurrent_declined_orders_leave_the_stock_exactly_as_it_was() {
             .await
             .unwrap();
     assert_eq!(open, 0, "every order ended failed");
+}
+
+/// Orders that arrive together share one statement in async mode (a group
+/// commit, as registrations do): each answer is still its own order, each
+/// order's saga its own, and each first command its own event.
+#[tokio::test]
+async fn orders_that_arrive_together_keep_their_own_answers() {
+    const ORDERS: usize = 24;
+    let stack = Stack::start().await;
+    for product in 1..=3 {
+        let path = format!("/stock/{product}");
+        stack
+            .put("inventory", &path, json!({"available": 1000}))
+            .await;
+    }
+    let mut lock = stack.db().await;
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query("LOCK TABLE order_service.orders IN EXCLUSIVE MODE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let bodies: Vec<Value> = (0..ORDERS)
+        .map(|i| {
+            json!({
+                "product_id": 1 + i % 3,
+                "quantity": 1 + i % 4,
+                "approve_payment": i % 2 == 0,
+            })
+        })
+        .collect();
+    let requests: Vec<_> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let request = stack
+                .http()
+                .post(stack.url("order", "/create_order"))
+                .header("x-request-id", format!("order-{i}"))
+                .json(body)
+                .send();
+            tokio::spawn(async move {
+                let answer = request.await.expect("sent");
+                (
+                    answer.status().as_u16(),
+                    answer.json::<Value>().await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    let held_up = lab_tests::eventually(Duration::from_secs(20), || async {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'
+               AND query ILIKE '%INSERT INTO orders%'",
+        )
+        .fetch_one(&mut stack.db().await)
+        .await
+        .unwrap();
+        (waiting > 0).then_some(())
+    })
+    .await;
+    assert!(held_up.is_some(), "an order waits for the lock");
+    // Time for the other orders to arrive and queue behind it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+
+    let mut answers = Vec::new();
+    for request in requests {
+        answers.push(request.await.unwrap());
+    }
+    let orders = final_orders(&stack, &answers).await;
+    let mut ids = std::collections::HashSet::new();
+    for (i, ((status, answer), order)) in answers.iter().zip(&orders).enumerate() {
+        let body = &bodies[i];
+        let approved = body["approve_payment"] == true;
+        let outcome = if approved { 201 } else { 400 };
+        assert_eq!(*status, status_for(Scenario::Order, outcome), "{answer}");
+        for field in ["product_id", "quantity", "approve_payment"] {
+            assert_eq!(order[field], body[field], "its own order: {order}");
+        }
+        let expected = if approved { "confirmed" } else { "failed" };
+        assert_eq!(order["status"], expected, "{order}");
+        assert!(ids.insert(order["id"].as_i64().unwrap()), "{order}");
+    }
+
+    let mut db = stack.db().await;
+    let writes: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT created_at) FROM order_service.orders")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    if MODE == Mode::Async {
+        assert!(
+            writes < ORDERS as i64 / 2,
+            "{ORDERS} orders in {writes} statements: they shared them"
+        );
+        // Each order's first command is its own: its id, product and
+        // quantity, its request's id.
+        let events: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT o.id, e.correlation_id FROM order_service.outbox e
+             JOIN order_service.orders o ON (e.payload->>'order_id')::bigint = o.id
+             WHERE e.kind = 'stock.reserve' AND (e.payload->>'product_id')::bigint = o.product_id
+               AND (e.payload->>'quantity')::int = o.quantity AND e.accepted_at = o.created_at",
+        )
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+        assert_eq!(
+            events.len(),
+            ORDERS,
+            "one first command per order: {events:?}"
+        );
+        for (id, correlation_id) in &events {
+            let i = orders.iter().position(|o| o["id"] == *id).unwrap();
+            assert_eq!(*correlation_id, format!("order-{i}"), "order {id}");
+        }
+    }
 }
 
 /// A client's own payment (scenario 2) may name any `order_id`: it must not
