@@ -152,3 +152,51 @@ where
     );
     (event, *accepted_at)
 }
+
+/// A table locked against writes by a transaction of the test's own, so
+/// that the requests writing it queue up behind it (the group commit tests).
+pub struct TableLock(sqlx::PgConnection);
+
+impl TableLock {
+    /// Locks `table` (`schema.table`) until [`TableLock::release`].
+    pub async fn take(stack: &Stack, table: &str) -> TableLock {
+        let mut conn = stack.db().await;
+        sqlx::query("BEGIN")
+            .execute(&mut conn)
+            .await
+            .expect("BEGIN");
+        sqlx::query(&format!("LOCK TABLE {table} IN EXCLUSIVE MODE"))
+            .execute(&mut conn)
+            .await
+            .expect("the table locked");
+        TableLock(conn)
+    }
+
+    /// Waits until a statement whose text has `statement` waits for the
+    /// lock (at most 20 s; panics if none does).
+    pub async fn waited_on(&self, stack: &Stack, statement: &str) {
+        let pattern = format!("%{statement}%");
+        let held_up = crate::eventually(std::time::Duration::from_secs(20), || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'
+                   AND query ILIKE $1",
+            )
+            .bind(&pattern)
+            .fetch_one(&mut stack.db().await)
+            .await
+            .expect("the lock's waiters");
+            (waiting > 0).then_some(())
+        })
+        .await;
+        assert!(held_up.is_some(), "a {statement} waits for the lock");
+    }
+
+    /// Lets the held writes go.
+    pub async fn release(mut self) {
+        sqlx::query("ROLLBACK")
+            .execute(&mut self.0)
+            .await
+            .expect("the lock released");
+    }
+}

@@ -2,7 +2,7 @@
 
 use common::MODE;
 use lab_tests::Stack;
-use lab_tests::helpers::counter;
+use lab_tests::helpers::{TableLock, counter};
 use loadgen::scenario::Scenario;
 use serde_json::json;
 
@@ -179,12 +179,7 @@ async fn a_malformed_idempotency_key_is_422_and_not_counted() {
 async fn clicks_that_arrive_together_share_a_write() {
     const CLICKS: usize = 60;
     let stack = Stack::start().await;
-    let mut lock = stack.db().await;
-    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
-    sqlx::query("LOCK TABLE analytics_service.clicks IN EXCLUSIVE MODE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    let lock = TableLock::take(&stack, "analytics_service.clicks").await;
     let mut clicks: Vec<_> = (0..CLICKS)
         .map(|i| {
             let request = stack
@@ -195,24 +190,8 @@ async fn clicks_that_arrive_together_share_a_write() {
             tokio::spawn(async move { request.await.expect("sent").status().as_u16() })
         })
         .collect();
+    lock.waited_on(&stack, "INSERT INTO clicks").await;
     let mut watch = stack.db().await;
-    let mut held_up = false;
-    for _ in 0..1_000 {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'
-               AND query ILIKE '%INSERT INTO clicks%'",
-        )
-        .fetch_one(&mut watch)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            held_up = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    assert!(held_up, "a write of clicks waits for the lock");
     let mut answers = Vec::new();
     if cfg!(feature = "async") {
         for click in &mut clicks {
@@ -229,7 +208,7 @@ async fn clicks_that_arrive_together_share_a_write() {
             "a sync click is answered once it is committed"
         );
     }
-    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    lock.release().await;
     if answers.is_empty() {
         for click in &mut clicks {
             answers.push(click.await.unwrap());

@@ -9,7 +9,7 @@ use lab_tests::Stack;
 use loadgen::scenario::Scenario;
 use serde_json::json;
 
-use lab_tests::helpers::time;
+use lab_tests::helpers::{TableLock, time};
 
 #[tokio::test]
 async fn registering_sends_one_welcome_email_after_its_delay() {
@@ -98,12 +98,7 @@ async fn a_duplicate_email_is_409_and_sends_nothing_more() {
 async fn registrations_that_arrive_together_keep_their_own_answers() {
     const USERS: usize = 30;
     let stack = Stack::builder().var("EMAIL_DELAY_MS", "10").start().await;
-    let mut lock = stack.db().await;
-    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
-    sqlx::query("LOCK TABLE user_service.users IN EXCLUSIVE MODE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    let lock = TableLock::take(&stack, "user_service.users").await;
     let twins = ["twin@example.com", "TWIN@example.com", "twin@example.com"];
     let emails: Vec<String> = (0..USERS)
         .map(|i| format!("crowd{i}@example.com"))
@@ -127,22 +122,10 @@ async fn registrations_that_arrive_together_keep_their_own_answers() {
         })
         .collect();
     let mut watch = stack.db().await;
-    let held_up = lab_tests::eventually(Duration::from_secs(20), || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'
-               AND query ILIKE '%INSERT INTO users%'",
-        )
-        .fetch_one(&mut stack.db().await)
-        .await
-        .unwrap();
-        (waiting > 0).then_some(())
-    })
-    .await;
-    assert!(held_up.is_some(), "a registration waits for the lock");
+    lock.waited_on(&stack, "INSERT INTO users").await;
     // Time for the other registrations to arrive and queue behind it.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    lock.release().await;
 
     let mut answers = Vec::new();
     for request in requests {

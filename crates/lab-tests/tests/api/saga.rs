@@ -9,7 +9,9 @@ use lab_tests::Stack;
 use loadgen::scenario::Scenario;
 use serde_json::{Value, json};
 
-use lab_tests::helpers::{final_orders, payments, place_concurrently, status_for, steps, stock};
+use lab_tests::helpers::{
+    TableLock, final_orders, payments, place_concurrently, status_for, steps, stock,
+};
 
 #[tokio::test]
 async fn a_declined_payment_releases_exactly_the_reserved_stock() {
@@ -282,12 +284,7 @@ async fn orders_that_arrive_together_keep_their_own_answers() {
             .put("inventory", &path, json!({"available": 1000}))
             .await;
     }
-    let mut lock = stack.db().await;
-    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
-    sqlx::query("LOCK TABLE order_service.orders IN EXCLUSIVE MODE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    let lock = TableLock::take(&stack, "order_service.orders").await;
     let bodies: Vec<Value> = (0..ORDERS)
         .map(|i| {
             json!({
@@ -316,22 +313,10 @@ async fn orders_that_arrive_together_keep_their_own_answers() {
             })
         })
         .collect();
-    let held_up = lab_tests::eventually(Duration::from_secs(20), || async {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity
-             WHERE datname = current_database() AND wait_event_type = 'Lock'
-               AND query ILIKE '%INSERT INTO orders%'",
-        )
-        .fetch_one(&mut stack.db().await)
-        .await
-        .unwrap();
-        (waiting > 0).then_some(())
-    })
-    .await;
-    assert!(held_up.is_some(), "an order waits for the lock");
+    lock.waited_on(&stack, "INSERT INTO orders").await;
     // Time for the other orders to arrive and queue behind it.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    lock.release().await;
 
     let mut answers = Vec::new();
     for request in requests {
