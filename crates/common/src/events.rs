@@ -185,7 +185,7 @@ fn about_new_row(kind: &str, payload: &serde_json::Value, id_field: &str) -> Res
 }
 
 /// One event of a statement that inserts rows, each with its own
-/// ([`sent_about_each_new`]): its message id, kind, payload but for its
+/// ([`EventColumns`]): its message id, kind, payload but for its
 /// `id_field` (the new row's id, set by the statement) and the correlation
 /// id of the request that asked for it.
 pub struct Outgoing {
@@ -250,14 +250,24 @@ impl<'a> EventColumns<'a> {
         }
     }
 
-    /// The `unnest` arguments of the columns, as parameters `$first` to `$first + 3`.
-    pub fn unnest(first: usize) -> String {
+    /// What a batch statement writes for `events` ([`EventColumns::of`]),
+    /// their parameters from `$first` on: the `unnest` arguments and names
+    /// of the columns, to follow the statement's own (`input`'s), and the
+    /// CTE that writes one event per new row (`sent_about_each_new`'s
+    /// `id_field` and `using`). All empty when there are no events.
+    pub fn sql(events: &Option<Self>, first: usize, id_field: &str, using: &str) -> EventSql {
+        if events.is_none() {
+            return EventSql::default();
+        }
         let [id, kind, payload, correlation] = std::array::from_fn(|i| first + i);
-        format!("${id}::uuid[], ${kind}::text[], ${payload}::jsonb[], ${correlation}::text[]")
+        EventSql {
+            unnest: format!(
+                ", ${id}::uuid[], ${kind}::text[], ${payload}::jsonb[], ${correlation}::text[]"
+            ),
+            names: ", message_id, kind, payload, correlation_id".into(),
+            sent: sent_about_each_new(id_field, using),
+        }
     }
-
-    /// The names the statement gives the columns, in [`EventColumns::unnest`]'s order.
-    pub const NAMES: &'static str = "message_id, kind, payload, correlation_id";
 
     /// Binds the columns: the next four parameters.
     pub fn bind<'q, O>(
@@ -275,12 +285,21 @@ impl<'a> EventColumns<'a> {
     }
 }
 
+/// The SQL of a batch's events ([`EventColumns::sql`]), each piece
+/// starting with a comma.
+#[derive(Default)]
+pub struct EventSql {
+    pub unnest: String,
+    pub names: String,
+    pub sent: String,
+}
+
 /// The CTE `, sent AS (INSERT INTO outbox …)` of a statement whose CTE `new`
 /// inserts rows from the CTE `input`: one event per row of `new`, from the
 /// [`EventColumns`] of the row of `input` it joins on `using` (a column both
 /// have, unique in `input`), its `id_field` set to the new row's id,
 /// accepted at `new.created_at`.
-pub fn sent_about_each_new(id_field: &str, using: &str) -> String {
+fn sent_about_each_new(id_field: &str, using: &str) -> String {
     format!(
         ", sent AS (
              {OUTBOX_INSERT}

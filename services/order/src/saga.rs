@@ -15,7 +15,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use common::events::{EventColumns, Incoming, Outgoing};
+use common::events::{EventColumns, EventSql, Incoming, Outgoing};
 use common::messages::{OrderRef, PaymentRequest, RefusalKind, Reserve};
 use common::{Ctx, Error, Result};
 use serde::Serialize;
@@ -442,29 +442,27 @@ pub struct NewOrder {
 pub async fn create(db: &PgPool, batch: Vec<NewOrder>) -> Result<Vec<(Order, Step)>> {
     let (step, outcome) = CREATED;
     let events = EventColumns::of(batch.iter().map(|o| o.first.as_ref()))?;
-    let (unnest, names, send) = match events {
-        Some(_) => (
-            format!(", {}", EventColumns::unnest(7)),
-            format!(", {}", EventColumns::NAMES),
-            common::events::sent_about_each_new("order_id", "id"),
-        ),
-        None => (String::new(), String::new(), String::new()),
-    };
-    // Each order's id is taken in `input`, so that an order's row, its step,
-    // its event and its answer are found by it.
+    let EventSql {
+        unnest,
+        names,
+        sent,
+    } = EventColumns::sql(&events, 7, "order_id", "id");
+    // Each order's id is taken in `input` (materialised: one id per row,
+    // the same wherever it is read), so that an order's row, its step, its
+    // event and its answer are found by it.
     let query = format!(
-        "WITH input AS (
-             SELECT nextval(pg_get_serial_sequence('orders', 'id')) AS id, i.*
+        "WITH input AS MATERIALIZED (
+             SELECT nextval('orders_id_seq') AS id, i.*
              FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bool[]{unnest})
                   WITH ORDINALITY AS i(product_id, quantity, amount_cents, approve_payment{names}, n)
          ), new AS (
              INSERT INTO orders (id, product_id, quantity, amount_cents, approve_payment, status)
-             SELECT id, product_id, quantity, amount_cents, approve_payment, 'pending'
-             FROM input ORDER BY n RETURNING {COLUMNS}
+             SELECT id, product_id, quantity, amount_cents, approve_payment, 'pending' FROM input
+             RETURNING {COLUMNS}
          ), step AS (
-             INSERT INTO saga_steps (order_id, step, outcome) SELECT id, $5, $6 FROM new ORDER BY id
+             INSERT INTO saga_steps (order_id, step, outcome) SELECT id, $5, $6 FROM new
              RETURNING order_id, step, outcome, detail, at
-         ){send}
+         ){sent}
          SELECT new.*, step.step, step.outcome, step.detail, step.at
          FROM new JOIN step ON step.order_id = new.id JOIN input USING (id) ORDER BY input.n"
     );

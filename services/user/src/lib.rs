@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use common::events::{EventColumns, Outgoing};
+use common::events::{EventColumns, EventSql, Outgoing};
 use common::{
     Background, Ctx, Delivery, Error, ErrorBody, JsonBody, PathParam, Result, ServiceDef,
 };
@@ -148,21 +148,15 @@ pub struct NewUser {
 /// stored before or by an earlier one of the same batch).
 async fn insert(ctx: &Ctx, batch: Vec<NewUser>) -> Result<Vec<Result<User>>> {
     let events = EventColumns::of(batch.iter().map(|u| u.welcome.as_ref()))?;
-    let send = match events {
-        Some(_) => common::events::sent_about_each_new("user_id", "email"),
-        None => String::new(),
-    };
+    let EventSql {
+        unnest,
+        names,
+        sent,
+    } = EventColumns::sql(&events, 2, "user_id", "email");
     // One row per address whatever its case, the first asked: the others
     // are conflicts, as they would be one statement later. Rows go in in
     // the order of the unique index, so that two batches sharing addresses
     // wait for each other rather than deadlock.
-    let (unnest, names) = match events {
-        Some(_) => (
-            format!(", {}", EventColumns::unnest(2)),
-            format!(", {}", EventColumns::NAMES),
-        ),
-        None => (String::new(), String::new()),
-    };
     let sql = format!(
         "WITH input AS (
              SELECT DISTINCT ON (lower(email)) *
@@ -171,7 +165,7 @@ async fn insert(ctx: &Ctx, batch: Vec<NewUser>) -> Result<Vec<Result<User>>> {
          ), new AS (
              INSERT INTO users (email) SELECT email FROM input ORDER BY lower(email)
              ON CONFLICT DO NOTHING RETURNING {COLUMNS}
-         ){send}
+         ){sent}
          SELECT * FROM new"
     );
     let emails: Vec<&str> = batch.iter().map(|u| u.email.as_str()).collect();

@@ -52,6 +52,15 @@ async fn without_its_database_a_service_is_alive_but_not_ready() {
         .await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["detail"], "database unavailable", "no internals shown");
+    let (status, body) = stack
+        .post(
+            "order",
+            "/create_order",
+            json!({"product_id": 1, "quantity": 1}),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["detail"], "database unavailable", "no internals shown");
 }
 
 #[tokio::test]
